@@ -1,0 +1,293 @@
+"""The `lipsync` command line: thin adapters (parse → call one library function → map errors).
+
+Heavy modules (torch, face-alignment, librosa) are imported inside command bodies so that
+`lipsync --help` answers instantly. Errors are one line on stderr with the exit codes of
+lipsync_cli.errors; a traceback only with -v/--verbose.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from lipsync_cli import __version__
+from lipsync_cli.errors import LipsyncError, UsageError
+
+app = typer.Typer(
+    name="lipsync",
+    help="Lip-sync dubbing: re-generate the mouth in a video so it matches a new speech track.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+train_app = typer.Typer(help="Train the lip-sync expert or a generator.", no_args_is_help=True)
+weights_app = typer.Typer(help="List, download, verify and locate model weights.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(weights_app, name="weights")
+
+VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lipsync-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Lip-sync dubbing from the command line."""
+
+
+def _parse_shard(text: Optional[str]) -> tuple[int, int]:
+    """'i/n' → (i, n) with 0 <= i < n; None → (0, 1)."""
+    if text is None:
+        return (0, 1)
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise UsageError(f"--shard {text}: need 0 <= i < n")
+    return (i, n)
+
+
+def _face_arg(value: str) -> str:
+    if value in ("largest", "center") or value.isdigit():
+        return value
+    raise UsageError(f"--face must be 'largest', 'center' or a face index, got {value!r}")
+
+
+@app.command()
+def dub(
+    video: Optional[Path] = typer.Argument(None, help="Video (or still image) of a person talking."),
+    audio: Optional[Path] = typer.Argument(None, help="New speech: any file with an audio stream."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output mp4 (default: <video stem>_dubbed.mp4 next to VIDEO)."),
+    model: str = typer.Option("wav2lip_gan", "--model", "-m", help="weights.toml name or checkpoint path."),
+    detector: str = typer.Option("face_alignment", "--detector", help="Face backend: face_alignment or dlib."),
+    box: Optional[List[int]] = typer.Option(None, "--box", help="Fixed face box X1 Y1 X2 Y2 (skips detection).", show_default=False),
+    face: str = typer.Option("largest", "--face", help="Which face when several: largest, center or an index N."),
+    pads: Optional[List[int]] = typer.Option(None, "--pads", help="Padding T B L R around the face box, pixels [default: 0 10 0 0]."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Generator batch size (halved on out-of-memory)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality (lower is better)."),
+    loop: str = typer.Option("pingpong", "--loop", help="Extend a short video: pingpong or forward."),
+    fps: float = typer.Option(25.0, "--fps", min=1.0, help="Frame rate of the video made from a still image."),
+    jobs: Optional[Path] = typer.Option(None, "--jobs", help="Batch mode: CSV with columns video,audio,output."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: process rows i of n, as i/n."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
+    from lipsync_cli.config import DubConfig, FaceConfig
+
+    if box is not None and len(box) not in (0, 4):
+        raise UsageError("--box takes four numbers: X1 Y1 X2 Y2")
+    if loop not in ("pingpong", "forward"):
+        raise UsageError(f"--loop must be pingpong or forward, got {loop!r}")
+    faces = FaceConfig(
+        detector=detector,
+        box=tuple(box) if box else None,
+        face=_face_arg(face),
+        pads=tuple(pads) if pads else FaceConfig().pads,
+    )
+    cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, crf=crf,
+                    loop=loop, fps=fps, force=force, quiet=quiet)
+    if jobs is not None:
+        if video is not None or audio is not None:
+            raise UsageError("pass either VIDEO AUDIO or --jobs JOBS.csv, not both")
+        from lipsync_cli.batch import run_batch
+
+        raise typer.Exit(run_batch(jobs, cfg, _parse_shard(shard)))
+    if video is None or audio is None:
+        raise UsageError("dub needs VIDEO and AUDIO (or --jobs JOBS.csv)")
+    if shard is not None:
+        raise UsageError("--shard only applies with --jobs")
+    from lipsync_cli.pipeline import dub as run_dub
+
+    run_dub(video, audio, output, cfg)
+
+
+@app.command()
+def preprocess(
+    src: Path = typer.Argument(..., help="Folder of videos, flat or speaker/clip.mp4 nested."),
+    out: Path = typer.Argument(..., help="Dataset folder to write (re-runs skip finished clips)."),
+    size: int = typer.Option(96, "--size", min=32, help="Face crop side in pixels."),
+    detector: str = typer.Option("face_alignment", "--detector", help="Face backend: face_alignment or dlib."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Clips processed in parallel."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Process clips i of n, as i/n."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9, help="Share of clips held out for validation."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Turn a folder of talking-face videos into a training dataset."""
+    from lipsync_cli.config import PreprocessConfig
+    from lipsync_cli.data.preprocess import preprocess as run_preprocess
+
+    cfg = PreprocessConfig(size=size, detector=detector, workers=workers, shard=_parse_shard(shard),
+                           val_fraction=val_fraction)
+    run_preprocess(src, out, cfg, quiet=quiet)
+
+
+def _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume):
+    from lipsync_cli.config import TrainConfig
+
+    return TrainConfig(batch_size=batch_size, lr=lr, max_steps=max_steps, val_every=val_every,
+                       ckpt_every=ckpt_every, device=device, num_workers=workers, seed=seed, resume=resume)
+
+
+@train_app.command("expert")
+def train_expert(
+    data: Path = typer.Argument(..., help="Dataset folder written by `lipsync preprocess`."),
+    run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder for checkpoints and logs."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    lr: float = typer.Option(1e-4, "--lr"),
+    max_steps: int = typer.Option(200_000, "--max-steps", min=1),
+    val_every: int = typer.Option(1000, "--val-every", min=1),
+    ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
+    device: str = typer.Option("auto", "--device"),
+    workers: int = typer.Option(2, "--workers", min=0),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/last.pt."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Train the Wav2Lip-compatible lip-sync expert."""
+    from lipsync_cli.config import ExpertConfig
+    from lipsync_cli.train import train_expert as run
+
+    cfg = _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume)
+    run(data, run_dir, cfg, ExpertConfig(), quiet=quiet)
+
+
+@train_app.command("generator")
+def train_generator(
+    data: Path = typer.Argument(..., help="Dataset folder written by `lipsync preprocess`."),
+    expert: str = typer.Option(..., "--expert", help="Expert checkpoint (path or weights.toml name), kept frozen."),
+    run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder for checkpoints and logs."),
+    arch: str = typer.Option("wav2lip", "--arch", help="wav2lip or refs."),
+    gan: bool = typer.Option(False, "--gan", help="Add the visual-quality discriminator."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    lr: float = typer.Option(1e-4, "--lr"),
+    max_steps: int = typer.Option(200_000, "--max-steps", min=1),
+    val_every: int = typer.Option(1000, "--val-every", min=1),
+    ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
+    sync_threshold: float = typer.Option(0.75, "--sync-threshold", help="Validation sync loss that switches the sync loss on."),
+    device: str = typer.Option("auto", "--device"),
+    workers: int = typer.Option(2, "--workers", min=0),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/last.pt."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Train a generator (Wav2Lip architecture or the reference-attention one)."""
+    from lipsync_cli.config import GeneratorConfig
+    from lipsync_cli.train import train_generator as run
+
+    if arch not in ("wav2lip", "refs"):
+        raise UsageError(f"--arch must be wav2lip or refs, got {arch!r}")
+    cfg = _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume)
+    run(data, run_dir, cfg, GeneratorConfig(arch=arch, gan=gan, sync_threshold=sync_threshold), expert, quiet=quiet)
+
+
+@app.command()
+def evaluate(
+    video: Path = typer.Argument(..., help="Dubbed (or any talking-face) video."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to check against (default: the video's own audio)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video: adds PSNR, SSIM, LMD, sharpness."),
+    expert: str = typer.Option("lipsync_expert", "--expert", help="Expert checkpoint (path or weights.toml name)."),
+    detector: str = typer.Option("face_alignment", "--detector", help="Face backend: face_alignment or dlib."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    device: str = typer.Option("auto", "--device"),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Measure lip-sync (expert distance/confidence over offsets) and, with --reference, image quality."""
+    from lipsync_cli.evaluate import evaluate as run
+
+    run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device)
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Show every known weights file: licence, size and whether it is cached."""
+    from lipsync_cli import weights
+
+    weights.print_table()
+
+
+@weights_app.command("download")
+def weights_download(
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to fetch (default: all)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Accept licences without asking."),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Download weights into the cache (shows each licence first)."""
+    from lipsync_cli import weights
+
+    for name in names or weights.names():
+        typer.echo(weights.resolve(name, accept_licence=yes))
+
+
+@weights_app.command("verify")
+def weights_verify(
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: all cached)."),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Re-hash cached weights against weights.toml."""
+    from lipsync_cli import weights
+
+    weights.verify_cached(names or None)
+
+
+@weights_app.command("path")
+def weights_path(name: str = typer.Argument(..., help="Entry name."), verbose: bool = VerboseOpt) -> None:
+    """Print the local path of a weights file (resolving it, without downloading)."""
+    from lipsync_cli import weights
+
+    typer.echo(weights.resolve(name, download=False))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Console entry point: run the app, turn our errors into one line and an exit code."""
+    import click
+
+    args = sys.argv[1:] if argv is None else argv
+    verbose = any(a in VERBOSE_FLAGS for a in args)
+    _configure_logging(verbose)
+    try:
+        code = app(args=args, standalone_mode=False, prog_name="lipsync")
+    except LipsyncError as err:
+        _fail(err, err.exit_code, verbose)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort) as err:
+        _fail(err if str(err) else "interrupted", 130, verbose)
+    except Exception as err:  # an internal bug: still one line unless asked for details
+        _fail(f"internal error: {type(err).__name__}: {err} (run with -v for the traceback)", 5, verbose)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(err, code: int, verbose: bool) -> None:
+    if verbose and isinstance(err, BaseException):
+        import traceback
+
+        traceback.print_exc()
+    typer.echo(f"error: {err}", err=True)
+    sys.exit(code)
+
+
+def _configure_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

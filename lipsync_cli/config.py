@@ -1,0 +1,98 @@
+"""Typed configuration: one frozen dataclass per component, the one source of defaults.
+
+The CLI builds these from its options; library users build them directly. Each field has a
+one-line comment saying what it controls. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """How faces are found, chosen, tracked and cropped."""
+
+    detector: str = "face_alignment"  # backend name in lipsync_cli.faces.REGISTRY ("face_alignment", "dlib")
+    box: Optional[Tuple[int, int, int, int]] = None  # fixed x1 y1 x2 y2 in display pixels: skips detection
+    face: str = "largest"  # which face when several: "largest", "center" or an index N (left to right)
+    pads: Tuple[int, int, int, int] = (0, 10, 0, 0)  # top, bottom, left, right padding in pixels (Wav2Lip's default)
+    detect_max_side: int = 640  # frames are downscaled so their longer side is at most this before detection
+    smooth_window: int = 5  # centred temporal window (frames) for box smoothing; 1 disables
+    scene_cut_threshold: float = 0.3  # box IoU below this between consecutive frames starts a new smoothing segment
+    track_min_iou: float = 0.2  # a detection continues the chosen face's track only above this IoU
+    crossfade_frames: int = 3  # frames of cross-fade at the edges of a stretch with no face
+
+
+@dataclass(frozen=True)
+class DubConfig:
+    """Everything `lipsync dub` needs besides the two input paths."""
+
+    model: str = "wav2lip_gan"  # weights.toml entry name or a checkpoint path
+    faces: FaceConfig = field(default_factory=FaceConfig)  # face detection/tracking settings
+    batch_size: int = 32  # generator batch; halved automatically on out-of-memory
+    chunk_frames: int = 64  # frames decoded, generated and encoded per streaming chunk (bounds memory)
+    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
+    precision: str = "auto"  # "auto" (fp16 on CUDA, bf16 on CPUs that support it), "fp32", "fp16", "bf16"
+    crf: int = 18  # H.264 constant rate factor of the output
+    loop: str = "pingpong"  # how a video shorter than the audio is extended: "pingpong" or "forward"
+    fps: float = 25.0  # frame rate of the video made from a still image
+    force: bool = False  # overwrite an existing output file
+    quiet: bool = False  # no progress bars or summary
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """`lipsync preprocess`: videos → frames, audio, mel, face tracks and crops."""
+
+    size: int = 96  # side of the square face crops stored per frame
+    detector: str = "face_alignment"  # face backend name
+    fps: int = 25  # frames are resampled to this rate
+    workers: int = 1  # parallel clip workers
+    shard: Tuple[int, int] = (0, 1)  # (i, n): process only clips whose index % n == i
+    val_fraction: float = 0.1  # share of speakers/clips held out for validation
+    min_frames: int = 25  # shorter clips (or face tracks) are skipped
+    seed: int = 0  # seed of the train/val split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared Trainer's settings (all models)."""
+
+    batch_size: int = 64  # samples per step per process
+    lr: float = 1e-4  # Adam learning rate
+    betas: Tuple[float, float] = (0.9, 0.999)  # Adam betas
+    max_steps: int = 200_000  # total optimisation steps
+    val_every: int = 1000  # steps between validations
+    val_batches: int = 20  # batches per validation
+    ckpt_every: int = 1000  # steps between checkpoints
+    keep_last: int = 3  # step checkpoints kept besides last.pt and best.pt
+    log_every: int = 50  # steps between log lines
+    num_workers: int = 2  # DataLoader worker processes
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    seed: int = 0  # RNG seed
+    resume: bool = False  # continue from RUN_DIR/last.pt
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """The lip-sync expert (SyncNet-style) objective."""
+
+    size: int = 96  # face crop side (the lower half, size/2 x size, is what the expert sees)
+    min_negative_offset: int = 5  # a negative window starts at least this many frames from the positive
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Generator objectives: the Wav2Lip architecture and the reference-attention one."""
+
+    arch: str = "wav2lip"  # "wav2lip" or "refs"
+    size: int = 96  # face crop side (multiple of 32 for "refs")
+    sync_weight: float = 0.03  # weight of the expert sync loss once enabled
+    sync_threshold: float = 0.75  # validation sync loss below which the sync loss is switched on
+    gan: bool = False  # train with the visual-quality discriminator
+    disc_weight: float = 0.07  # adversarial loss weight
+    disc_lr: float = 1e-4  # discriminator learning rate
+    disc_betas: Tuple[float, float] = (0.5, 0.999)  # discriminator Adam betas

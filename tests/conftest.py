@@ -1,0 +1,96 @@
+"""Shared test data: made here (a real face photo, real synthetic speech) or read from ../shared.
+
+Nothing in ../shared is ever modified; tests that need it skip with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MEDIA = SHARED / "media"
+DATASETS = SHARED / "datasets"
+REFERENCE = SHARED / "reference"
+
+SENTENCE = "The quick brown fox jumps over the lazy dog. Lip sync dubbing should follow every word."
+
+
+def shared_path(*parts: str) -> Path:
+    """A file under ../shared, or skip the test when that folder is absent (as on users' machines)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not available (../shared is only present in the project's dev/CI machines)")
+    return path
+
+
+def ffmpeg_bin() -> str:
+    from lipsync_cli.media import ffmpeg_exe
+
+    return ffmpeg_exe()
+
+
+def make_speech(path: Path, text: str = SENTENCE) -> Path:
+    """Real synthetic speech: espeak-ng when installed, else ffmpeg's flite filter."""
+    espeak = shutil.which("espeak-ng") or shutil.which("espeak")
+    if espeak:
+        subprocess.run([espeak, "-w", str(path), text], check=True, capture_output=True)
+    else:
+        subprocess.run([ffmpeg_bin(), "-y", "-v", "error", "-f", "lavfi", "-i", f"flite=text='{text}'", str(path)],
+                       check=True, capture_output=True)
+    return path
+
+
+def astronaut_face() -> np.ndarray:
+    """scikit-image's astronaut photo (a real face), RGB uint8, 512x512."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+def make_face_clip(path: Path, seconds: float = 3.0, fps: int = 25, size: int = 256, audio: Path | None = None) -> Path:
+    """A video of the astronaut's face drifting a few pixels per frame (so tracking/smoothing work)."""
+    import cv2
+
+    face = astronaut_face()[0:300, 100:400]  # head and shoulders
+    n = int(round(seconds * fps))
+    cmd = [ffmpeg_bin(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size}x{size}",
+           "-r", str(fps), "-i", "-"]
+    if audio is not None:
+        cmd += ["-i", str(audio), "-shortest", "-c:a", "aac"]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", str(path)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    base = cv2.resize(face, (size + 16, size + 16), interpolation=cv2.INTER_AREA)
+    for i in range(n):
+        dx = int(round(4 + 4 * np.sin(i / 7)))
+        dy = int(round(4 + 4 * np.cos(i / 9)))
+        proc.stdin.write(np.ascontiguousarray(base[dy:dy + size, dx:dx + size]).tobytes())
+    proc.stdin.close()
+    assert proc.wait() == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    return make_speech(tmp_path_factory.mktemp("speech") / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory) -> Path:
+    """3 s, 25 fps, 256x256 clip of a real face, no audio stream."""
+    return make_face_clip(tmp_path_factory.mktemp("clip") / "face.mp4")
+
+
+@pytest.fixture(scope="session")
+def face_image(tmp_path_factory) -> Path:
+    """The astronaut photo as a PNG (a still image input)."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("image") / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut_face()[0:300, 100:400], cv2.COLOR_RGB2BGR))
+    return path

@@ -1,0 +1,121 @@
+"""`lipsync evaluate`: the metric functions on arrays, then the sync measure and the reconstruction
+report on real encoded clips with a real (trained) expert."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lipsync_cli import metrics
+
+
+def _textured(seed: int = 0, size: int = 64) -> np.ndarray:
+    """A smooth-but-detailed RGB uint8 image (random blobs), so SSIM and the Laplacian have structure."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
+    return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+# ---- metrics on arrays ---------------------------------------------------------------------------
+
+
+def test_psnr_identical_is_inf_and_known_value():
+    a = _textured()
+    assert metrics.psnr(a, a) == math.inf
+    b = a.astype(np.int16) + 5  # every pixel off by 5 → MSE 25
+    b = np.clip(b, 0, 255).astype(np.uint8)
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(255**2 / mse))
+
+
+def test_psnr_only_counts_masked_pixels():
+    a = _textured()
+    b = a.copy()
+    b[:, :32] = 0  # damage only the left half
+    right = np.zeros(a.shape[:2], bool)
+    right[:, 32:] = True
+    assert metrics.psnr(a, b, right) == math.inf
+    assert metrics.psnr(a, b, ~right) < 20
+
+
+def test_ssim_matches_scikit_image_and_is_one_for_identical():
+    from skimage.metrics import structural_similarity
+
+    a, b = _textured(0), _textured(1)
+    noisy = np.clip(a + np.random.default_rng(2).normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    for other in (b, noisy):
+        expected = structural_similarity(a, other, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False, data_range=255)
+        assert metrics.ssim(a, other) == pytest.approx(expected, abs=1e-6)
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
+    assert metrics.ssim(a, a, np.ones(a.shape[:2], bool)) == pytest.approx(1.0)
+
+
+def test_sharpness_drops_when_blurred_and_respects_mask():
+    import cv2
+
+    a = _textured(size=96)
+    blurred = cv2.GaussianBlur(a, (0, 0), 2.0)
+    assert metrics.sharpness(blurred) < 0.5 * metrics.sharpness(a)
+    flat_left = a.copy()
+    flat_left[:, :48] = 128
+    left = np.zeros(a.shape[:2], bool)
+    left[:, 4:44] = True
+    assert metrics.sharpness(flat_left, left) == 0.0
+    assert metrics.sharpness(flat_left, ~left) > 0.0
+
+
+def test_landmark_distances_after_normalisation():
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(100, 200, (68, 2))
+    box = np.array([100, 100, 200, 200], np.float32)  # 100-pixel face box
+    ref = metrics.normalise_landmarks(lm, box)
+    assert metrics.landmark_distance(ref, ref, metrics.MOUTH) == 0.0
+    moved = lm.copy()
+    moved[48:68, 1] += 10  # mouth 10 px lower = 0.1 face box
+    gen = metrics.normalise_landmarks(moved, box)
+    assert metrics.landmark_distance(ref, gen, metrics.MOUTH) == pytest.approx(0.1)
+    assert metrics.landmark_distance(ref, gen, metrics.FACE) == pytest.approx(0.1 * 20 / 68)
+    # frames without a face (NaN) are skipped rather than poisoning the mean
+    seq_a, seq_b = np.stack([ref, np.full_like(ref, np.nan)]), np.stack([gen, gen])
+    assert metrics.landmark_distance(seq_a, seq_b, metrics.MOUTH) == pytest.approx(0.1)
+
+
+def test_masks_from_boxes_and_mouth_landmarks():
+    mask = metrics.box_mask(np.array([-5, 2, 10, 300]), (20, 30))
+    assert mask.shape == (20, 30) and mask[2:, :10].all() and mask.sum() == 18 * 10
+    lm = np.zeros((68, 2), np.float32)
+    lm[48:68] = [[40, 60], [60, 60], [50, 70], [50, 50]] * 5
+    assert metrics.mouth_box(lm, margin=0.5).tolist() == [30, 40, 70, 80]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_offset_search_finds_a_known_shift():
+    rng = np.random.default_rng(0)
+    audio = _unit(rng.normal(size=(60, 16)))
+    video = audio[3:53] + 0.05 * rng.normal(size=(50, 16))  # window i looks like audio i+3
+    video[10] = np.nan  # a frame without a face
+    dist = metrics.offset_distances(video, audio, max_offset=15)
+    assert dist.shape == (50, 31)
+    assert np.isnan(dist[0, 0]) and np.isnan(dist[10]).all()  # audio index -15 does not exist
+    report = metrics.sync_summary(dist, 15)
+    assert report["offset_frames"] == 3
+    assert report["windows"] == 49
+    assert report["distance"] < 0.3 and report["confidence"] > 1.0
+    # unrelated audio: no offset stands out
+    other = metrics.sync_summary(metrics.offset_distances(video, _unit(rng.normal(size=(60, 16))), 15), 15)
+    assert other["confidence"] < 0.3 * report["confidence"]
+
+
+def test_expert_loss_low_in_sync_high_off_sync():
+    rng = np.random.default_rng(0)
+    a = _unit(np.abs(rng.normal(size=(20, 8))))
+    assert metrics.expert_loss(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert metrics.expert_loss(a, np.roll(a, 5, axis=0)) > 0.1

@@ -264,6 +264,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     verbose = any(a in VERBOSE_FLAGS for a in args)
     _configure_logging(verbose)
+    _interrupt_on_sigterm()
     try:
         code = app(args=args, standalone_mode=False, prog_name="lipsync")
     except LipsyncError as err:
@@ -271,8 +272,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort) as err:
-        _fail(err if str(err) else "interrupted", 130, verbose)
+    except Terminated:
+        _fail("terminated (SIGTERM); partial output was removed", 143, verbose)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted; partial output was removed", 130, verbose)
     except Exception as err:  # an internal bug: still one line unless asked for details
         _fail(f"internal error: {type(err).__name__}: {err} (run with -v for the traceback)", 5, verbose)
     sys.exit(code if isinstance(code, int) else 0)
@@ -285,6 +288,19 @@ def _fail(err, code: int, verbose: bool) -> None:
         traceback.print_exc()
     typer.echo(f"error: {err}", err=True)
     sys.exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so every `with`/`finally` cleanup (temp files, checkpoints) runs."""
+
+
+def _interrupt_on_sigterm() -> None:
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -1,0 +1,165 @@
+"""Batched generator inference: device and precision choice, OOM back-off, one interface for both families.
+
+The pipeline hands over face crops and mel windows as numpy arrays and gets generated crops back; what
+each generator family needs as input (Wav2Lip: masked target + the frame itself as reference; refs: masked
+target + K reference crops encoded once per clip) stays in this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from lipsync_cli.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> str:
+    """'auto' → 'cuda' when a GPU is usable, else 'cpu'; an explicit CUDA request without a GPU is an error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda[:N], got {name!r}")
+    return name
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 matmul (AVX512-BF16 or AMX); elsewhere bf16 autocast is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """'auto' → fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def autocast(device: str, precision: str):
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
+
+
+def is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+@dataclass
+class Generator:
+    """A loaded generator plus how to run it. Inputs/outputs are numpy, RGB uint8 crops."""
+
+    model: object  # torch.nn.Module in eval mode on `device`
+    device: str
+    precision: str
+    batch_size: int
+    ref_cache: Optional[object] = field(default=None)  # refs family: encoded references of the current clip
+
+    @property
+    def arch(self) -> str:
+        return self.model.arch
+
+    @property
+    def size(self) -> int:
+        return int(self.model.config.get("size", 96))
+
+    @property
+    def predicts_mask(self) -> bool:
+        return self.arch == "refs" and self.model.config.get("mask_head", True)
+
+    def set_references(self, crops: np.ndarray) -> None:
+        """Refs family: encode the clip's K reference crops once; every later batch reuses them.
+
+        crops: (K, S, S, 3) uint8 RGB.
+        """
+        if self.arch != "refs":
+            return
+        import torch
+
+        refs = _to_tensor(crops, self.device).unsqueeze(0)  # (1, K, 3, S, S) float32 in [0, 1]
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            self.ref_cache = self.model.encode_references(refs)
+
+    def __call__(self, mels: np.ndarray, crops: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """mels (N, 80, 16) float32, crops (N, S, S, 3) uint8 RGB → (generated (N, S, S, 3) uint8 RGB,
+        masks (N, S, S) float32 in [0, 1] or None). Halves the batch on out-of-memory instead of failing."""
+        outs, masks, start = [], [], 0
+        while start < len(crops):
+            end = min(start + self.batch_size, len(crops))
+            try:
+                rgb, mask = self._run(mels[start:end], crops[start:end])
+            except RuntimeError as err:
+                if not is_oom(err) or self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("out of memory: generator batch size lowered to %d", self.batch_size)
+                _empty_cache(self.device)
+                continue
+            outs.append(rgb)
+            masks.append(mask)
+            start = end
+        return np.concatenate(outs), (np.concatenate(masks) if self.predicts_mask else None)
+
+    def _run(self, mels: np.ndarray, crops: np.ndarray):
+        import torch
+
+        faces = _to_tensor(crops, self.device)  # (B, 3, S, S) float32 in [0, 1], RGB
+        mel = torch.from_numpy(np.ascontiguousarray(mels)).to(self.device).unsqueeze(1)  # (B, 1, 80, 16)
+        masked = faces.clone()
+        masked[:, :, faces.shape[2] // 2:] = 0  # the generator never sees the mouth it must redraw
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            if self.arch == "refs":
+                rgb, mask = self.model(mel, masked, ref_cache=self.ref_cache)
+            else:
+                rgb, mask = self.model(mel, torch.cat([masked, faces], dim=1)), None
+        rgb = (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        if mask is not None:
+            mask = mask.float().clamp(0, 1)[:, 0].cpu().numpy()
+        return rgb, mask
+
+
+def _to_tensor(crops: np.ndarray, device: str):
+    """(..., S, S, 3) uint8 RGB → (..., 3, S, S) float32 in [0, 1] on device."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(crops)).to(device)
+    return t.movedim(-1, -3).float().div_(255)
+
+
+def _empty_cache(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def load_generator(name_or_path: str, device: str = "auto", precision: str = "auto", batch_size: int = 32) -> Generator:
+    """Resolve a weights name or path, load it as a generator, place it on the chosen device."""
+    from lipsync_cli import weights
+    from lipsync_cli.models import load_checkpoint
+
+    dev = pick_device(device)
+    path = weights.resolve(name_or_path)
+    model = load_checkpoint(path, device=dev, expect="generator")
+    return Generator(model=model, device=dev, precision=pick_precision(precision, dev), batch_size=batch_size)

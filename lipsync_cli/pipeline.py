@@ -1,0 +1,197 @@
+"""dub(): video → frames + audio → faces → crops → model → blend → encode, streamed in chunks.
+
+Two passes over the video keep memory flat whatever its length: the first decodes and detects faces
+(keeping only boxes and landmarks), the second decodes again, generates the mouth chunk by chunk,
+blends it into the full-resolution frames and pipes them to the encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from lipsync_cli.config import DubConfig
+from lipsync_cli.errors import InputError, UsageError
+
+log = logging.getLogger(__name__)
+
+SILENCE_PEAK = 1e-4  # audio whose peak stays below this has nothing to lip-sync to
+
+
+@dataclass
+class DubResult:
+    output: Path
+    frames: int  # frames written
+    frames_edited: int  # frames whose mouth was re-generated
+    seconds: dict = field(default_factory=dict)  # wall-clock seconds per stage
+
+    def summary(self) -> str:
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        return f"dubbed {self.frames} frames ({self.frames_edited} edited) in {stages} → {self.output}"
+
+
+def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = DubConfig(),
+        generator=None, detector=None) -> DubResult:
+    """Dub `video` (or a still image) with the speech in `audio`; writes `out` atomically.
+
+    `generator` / `detector` may be passed pre-loaded (batch mode loads them once for all rows).
+    """
+    from lipsync_cli import audio as mel_frontend
+    from lipsync_cli import frames as framing
+    from lipsync_cli import media, timing
+    from lipsync_cli.progress import Stages
+
+    video, audio = Path(video), Path(audio)
+    out = output_path(video, audio, out, cfg.force)
+    info = media.probe(video)
+    if not info.has_video:
+        raise InputError(f"no video stream in {video} (pass a video or an image of a face)")
+    speech = media.load_audio(audio)
+    check_speech(speech, audio)
+
+    fps = Fraction(cfg.fps).limit_denominator(1001) if info.is_image else info.fps
+    n_out = max(1, round(len(speech) / mel_frontend.SAMPLE_RATE * fps))
+    plan = framing.source_plan(n_out, 1 if info.is_image else info.n_frames, cfg.loop)
+    n_used = int(plan.max()) + 1
+    mels = timing.mel_windows(mel_frontend.log_mel(speech), timing.frame_times(n_out, float(fps)))
+
+    with Stages(cfg.quiet) as stages:
+        with stages.time("load"):
+            generator = generator or _load_generator(cfg)
+        track = find_faces(video, info, n_used, cfg, detector, stages)
+        edit = track_edit_weights(track, cfg)
+        if generator.arch == "refs":
+            with stages.time("refs"):
+                generator.set_references(reference_crops(video, info, track, generator.size))
+        stages.bar("dub", n_out)
+        shape = (info.height, info.width, 3)
+        with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer, \
+                framing.FrameSource(_decode(video, info), n_used, shape, framing.is_monotonic(plan)) as source:
+            for part in framing.chunks(n_out, cfg.chunk_frames):
+                with stages.time("decode"):
+                    frames = source.take(plan[part])
+                rows = plan[part]
+                frames = edit_frames(frames, track, rows, edit[rows], mels[part], generator, stages)
+                with stages.time("encode"):
+                    for frame in frames:
+                        writer.write(frame)
+                stages.advance("dub", len(frames))
+        edited = int(np.count_nonzero(edit[plan] > 0))
+        result = DubResult(out, n_out, edited, dict(stages.seconds))
+        if edited == 0:
+            stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
+        stages.print(result.summary())
+    return result
+
+
+def output_path(video: Path, audio: Path, out: Optional[Path], force: bool) -> Path:
+    """The output file: default `<stem>_dubbed.mp4` next to VIDEO; refuses to clobber inputs or existing files."""
+    out = Path(out) if out is not None else video.with_name(f"{video.stem}_dubbed.mp4")
+    for src in (video, audio):
+        if src.exists() and out.exists() and out.resolve() == src.resolve():
+            raise UsageError(f"output {out} is also an input; choose another output path")
+    if out.is_dir():
+        raise UsageError(f"output {out} is a folder; pass a file name such as {out / (video.stem + '_dubbed.mp4')}")
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists (pass --force to overwrite)")
+    if not out.parent.exists():
+        raise InputError(f"output folder {out.parent} does not exist (create it first)")
+    return out
+
+
+def check_speech(speech: np.ndarray, path: Path) -> None:
+    if len(speech) == 0:
+        raise InputError(f"audio in {path} is empty (zero length); pass a file with speech")
+    if float(np.abs(speech).max()) < SILENCE_PEAK:
+        raise InputError(f"audio in {path} is silent; pass a file with speech")
+
+
+def _load_generator(cfg: DubConfig):
+    from lipsync_cli.inference import load_generator
+
+    return load_generator(cfg.model, cfg.device, cfg.precision, cfg.batch_size)
+
+
+def _decode(video: Path, info):
+    """Source frames, (H, W, 3) uint8 RGB, upright; a still image is one frame."""
+    from lipsync_cli import media
+
+    if info.is_image:
+        return iter([media.read_image(video)])
+    return media.iter_frames(video, info)
+
+
+def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages):
+    """Pass 1: the tracked face of every used source frame (boxes + landmarks only, never the frames)."""
+    from lipsync_cli import faces
+    from lipsync_cli.faces import track as tracking
+
+    if cfg.faces.box is not None:
+        return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces)
+    with stages.time("load"):
+        detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
+    stages.bar("detect", n_used)
+    frames = _limit(_decode(video, info), n_used)
+    with stages.time("detect"):
+        return tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
+                                     progress=lambda n: stages.advance("detect", n))
+
+
+def _limit(frames, n: int):
+    for i, frame in zip(range(n), frames):
+        yield frame
+    close = getattr(frames, "close", None)
+    if close is not None:
+        close()
+
+
+def _detector_device(device: str) -> str:
+    from lipsync_cli.inference import pick_device
+
+    return pick_device(device)
+
+
+def track_edit_weights(track, cfg: DubConfig) -> np.ndarray:
+    """(N,) float32 in [0, 1]: how much of the generated mouth each source frame gets (0 = untouched)."""
+    from lipsync_cli.faces import track as tracking
+
+    return tracking.edit_weights(track, cfg.faces.crossfade_frames)
+
+
+def reference_crops(video: Path, info, track, size: int) -> np.ndarray:
+    """Refs family: the K KMeans-chosen reference crops of this clip, (K, S, S, 3) uint8 RGB."""
+    from lipsync_cli import references
+    from lipsync_cli.faces.crop import crop
+
+    picks = references.select_references(track.boxes, track.landmarks)
+    wanted = set(int(i) for i in picks)
+    crops = {}
+    for i, frame in zip(range(int(max(picks)) + 1), _decode(video, info)):
+        if i in wanted:
+            crops[i] = crop(frame, track.boxes[i], size)
+    return np.stack([crops[int(i)] for i in picks])
+
+
+def edit_frames(frames, track, rows, weights, mels, generator, stages) -> list:
+    """Generate the mouth for frames that have a face and paste it back inside a feathered lower-face mask."""
+    from lipsync_cli import blend
+    from lipsync_cli.faces.crop import crop
+
+    todo = [j for j, w in enumerate(weights) if w > 0]
+    if not todo:
+        return frames
+    with stages.time("crop"):
+        crops = np.stack([crop(frames[j], track.boxes[rows[j]], generator.size) for j in todo])
+    with stages.time("generate"):
+        generated, masks = generator(mels[todo], crops)
+    with stages.time("blend"):
+        for n, j in enumerate(todo):
+            box, marks = track.boxes[rows[j]], track.landmarks[rows[j]]
+            mask = blend.lower_face_mask(box, marks, frames[j].shape, predicted=None if masks is None else masks[n])
+            frames[j] = blend.paste_back(frames[j], generated[n], box, mask * weights[j])
+    return frames

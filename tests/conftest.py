@@ -94,3 +94,26 @@ def face_image(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("image") / "astronaut.png"
     cv2.imwrite(str(path), cv2.cvtColor(astronaut_face()[0:300, 100:400], cv2.COLOR_RGB2BGR))
     return path
+
+
+def ffprobe_streams(path: Path) -> dict:
+    """{'video': {...}, 'audio': {...}, 'format': {...}} from ffprobe (the system one: CI installs it)."""
+    import json
+
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        pytest.skip("ffprobe not installed (apt-get install ffmpeg)")
+    out = subprocess.run([exe, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    info = json.loads(out)
+    streams = {s["codec_type"]: s for s in info["streams"]}
+    streams["format"] = info["format"]
+    return streams
+
+
+@pytest.fixture(scope="session")
+def wav2lip_ckpt(tmp_path_factory) -> Path:
+    """A random-weight generator checkpoint in the public Wav2Lip file layout."""
+    from ckpt_utils import write_public_checkpoint
+
+    return write_public_checkpoint(tmp_path_factory.mktemp("ckpt") / "wav2lip_gan.pth", "wav2lip", seed=0)

@@ -53,6 +53,8 @@ class PreprocessConfig:
     shard: Tuple[int, int] = (0, 1)  # (i, n): process only clips whose index % n == i
     val_fraction: float = 0.1  # share of speakers/clips held out for validation
     min_frames: int = 25  # shorter clips (or face tracks) are skipped
+    max_gap_frames: int = 5  # face gaps up to this many frames are interpolated; longer ones cut the clip
+    device: str = "auto"  # face detector device: "auto" (cuda when available), "cpu", "cuda"
     seed: int = 0  # seed of the train/val split
 
 

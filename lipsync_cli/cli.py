@@ -127,6 +127,7 @@ def preprocess(
     workers: int = typer.Option(1, "--workers", min=1, help="Clips processed in parallel."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Process clips i of n, as i/n."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9, help="Share of clips held out for validation."),
+    device: str = typer.Option("auto", "--device", help="Face detector device: auto, cpu or cuda."),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
@@ -135,7 +136,7 @@ def preprocess(
     from lipsync_cli.data.preprocess import preprocess as run_preprocess
 
     cfg = PreprocessConfig(size=size, detector=detector, workers=workers, shard=_parse_shard(shard),
-                           val_fraction=val_fraction)
+                           val_fraction=val_fraction, device=device)
     run_preprocess(src, out, cfg, quiet=quiet)
 
 

@@ -64,6 +64,10 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
         with stages.time("load"):
             generator = generator or _load_generator(cfg)
         track = find_faces(video, info, n_used, cfg, detector, stages)
+        if len(track.boxes) < n_used:  # truncated or damaged video: use the frames that decode
+            log.warning("%s: only %d of %d frames decode; using those", video, len(track.boxes), n_used)
+            plan = framing.source_plan(n_out, len(track.boxes), cfg.loop)
+            n_used = len(track.boxes)
         edit = track_edit_weights(track, cfg)
         if generator.arch == "refs":
             with stages.time("refs"):
@@ -72,7 +76,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
         shape = (info.height, info.width, 3)
         with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer, \
                 framing.FrameSource(_decode(video, info), n_used, shape, framing.is_monotonic(plan)) as source:
-            for part in framing.chunks(n_out, cfg.chunk_frames):
+            for part in framing.chunks(n_out, chunk_size(cfg.chunk_frames, shape)):
                 with stages.time("decode"):
                     frames = source.take(plan[part])
                 rows = plan[part]
@@ -87,6 +91,11 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
             stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
         stages.print(result.summary())
     return result
+
+
+def chunk_size(frames: int, shape: tuple[int, int, int], budget: int = 256 << 20) -> int:
+    """Frames per chunk: cfg.chunk_frames, fewer for huge frames so a chunk stays within ~256 MB."""
+    return max(1, min(frames, budget // int(np.prod(shape))))
 
 
 def output_path(video: Path, audio: Path, out: Optional[Path], force: bool) -> Path:

@@ -1,0 +1,89 @@
+"""face-alignment backend: a neural face detector (S3FD by default) + the 2D-FAN 68-point network.
+
+Detection runs batched on the GPU (or CPU); landmarks come from FAN on each detected face. The model
+files are fetched by lipsync_cli.weights (pinned, checksummed) before face-alignment looks for them,
+so face-alignment never downloads anything itself.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from lipsync_cli.errors import WeightsError
+from lipsync_cli.faces.base import Face, FaceDetector, box_from_landmarks, clip_box
+
+# Our detector suffix → (face_alignment.detection module, its constructor kwargs).
+DETECTORS: Dict[str, Tuple[str, dict]] = {
+    "sfd": ("sfd", {}),
+    "blazeface": ("blazeface", {}),
+    "blazeface_back": ("blazeface", {"back_model": True}),
+    "retinaface": ("retinaface", {}),
+    "scrfd": ("scrfd", {}),
+    "yunet": ("yunet", {}),
+}
+DEFAULT_DETECTOR = "sfd"
+FAN_BATCH = 8  # faces per FAN forward pass
+
+
+class FaceAlignmentDetector(FaceDetector):
+    """`detector` picks face-alignment's face detector (see DETECTORS).
+
+    Boxes: S3FD's own boxes are kept (Wav2Lip was trained on S3FD crops); the other detectors' boxes
+    have other proportions (BlazeFace's are tight), so for them the box is derived from the landmarks.
+    """
+
+    def __init__(self, device: str = "cpu", detector: str = DEFAULT_DETECTOR):
+        import torch
+
+        self.name = f"face_alignment:{detector}"
+        self.device = device
+        self._keep_detector_box = detector == "sfd"
+        self._fa = _load(device, detector)
+        self._torch = torch
+
+    def _detect(self, frames: Sequence[np.ndarray]) -> List[List[Face]]:
+        torch = self._torch
+        # (B, 3, H, W) float32 in [0, 255], RGB: what face-alignment's batch detectors expect
+        batch = torch.from_numpy(np.ascontiguousarray(np.stack(frames))).permute(0, 3, 1, 2).float()
+        with torch.inference_mode():
+            detections = self._fa.face_detector.detect_from_batch(batch.to(self.device))
+        return [self._faces(frame, found) for frame, found in zip(frames, detections)]
+
+    def _faces(self, frame: np.ndarray, found) -> List[Face]:
+        rows = [np.asarray(row, dtype=np.float32)[:5] for row in found]
+        rows.sort(key=lambda row: -row[4])
+        if not rows:
+            return []
+        points = self._fa.get_landmarks_from_image(frame, detected_faces=[row[:4] for row in rows])
+        height, width = frame.shape[:2]
+        faces = []
+        for row, landmarks in zip(rows, points):
+            landmarks = np.asarray(landmarks, dtype=np.float32)[:, :2]  # (68, 2) x, y
+            box = row[:4] if self._keep_detector_box else box_from_landmarks(landmarks)
+            faces.append(Face(clip_box(box, width, height), float(row[4]), landmarks))
+        return faces
+
+
+def _load(device: str, detector: str):
+    """face_alignment.FaceAlignment with its files in place; any failure to get them → WeightsError."""
+    from lipsync_cli import weights
+
+    module, kwargs = DETECTORS[detector]
+    weights.prepare_face_alignment(detector)  # raises WeightsError when a file can't be had
+    try:
+        import face_alignment
+
+        # flip_input doubles FAN's cost for a precision the blend mask does not need; compile=False
+        # because torch.compile's one-time warm-up costs more than a typical clip's detection.
+        return face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device,
+                                             face_detector=module, face_detector_kwargs=kwargs,
+                                             flip_input=False, compile=False, max_batch_size=FAN_BATCH)
+    except ImportError:
+        raise WeightsError('the face_alignment backend needs the face-alignment package: '
+                           'pip install face-alignment') from None
+    except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError; torch.load → RuntimeError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"face-alignment model files for '{detector}' are missing or unreadable ({first}); "
+                           f"run `lipsync weights download` online, or use --detector dlib") from None

@@ -1,0 +1,190 @@
+"""Reading and writing model checkpoints.
+
+Two layouts are read:
+- ours: {"arch": name, "config": ctor kwargs, "state_dict": ..., **extra}; the file rebuilds its model;
+- public Wav2Lip files: {"state_dict": {"module.<name>": tensor}, "optimizer": ...} or a bare state
+  dict, with or without the "module." prefix DataParallel adds; the network is recognised from
+  its parameter names.
+
+Everything is read with torch.load(weights_only=True): a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from lipsync_cli.errors import InputError
+from lipsync_cli.models.registry import ARCHITECTURES, KIND_NAMES, get_architecture
+
+# Prefixes wrappers add to parameter names: DataParallel/DDP ("module.") and torch.compile ("_orig_mod.")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+# Parameter-name signatures of the public Wav2Lip networks: all of these prefixes occur in the file
+PUBLIC_SIGNATURES = {
+    "wav2lip": ("face_encoder_blocks.", "audio_encoder.", "face_decoder_blocks.", "output_block."),
+    "syncnet": ("face_encoder.", "audio_encoder."),
+    "disc_qual": ("face_encoder_blocks.", "binary_pred."),
+}
+
+# The public networks were trained on OpenCV's BGR images. This project passes RGB everywhere, so
+# on load we reorder the colour channels of the layers that read or write pixels: {param: dim}.
+# Permuting a conv's channels is exact (same sums, same outputs, colours swapped).
+PUBLIC_COLOUR_PARAMS = {
+    "wav2lip": {"face_encoder_blocks.0.0.conv_block.0.weight": 1,
+                "output_block.1.weight": 0, "output_block.1.bias": 0},
+    "syncnet": {"face_encoder.0.conv_block.0.weight": 1},
+    "disc_qual": {"face_encoder_blocks.0.0.conv_block.0.weight": 1},
+}
+
+
+def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
+    """Load a checkpoint file as data only. Returns the raw object (a dict); InputError when the
+    file is missing, unreadable, truncated, or carries code that weights_only refuses to run."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path} (pass an existing .pth/.pt file or a weights name)")
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise InputError(f"{path.name} contains Python objects other than weights, refusing to load it "
+                             "(only plain state-dict checkpoints are accepted; re-save it with torch.save"
+                             "(model.state_dict()))") from e
+        raise InputError(f"{path.name} is not a readable checkpoint ({_first_line(e)}): it may be truncated "
+                         "or corrupt, download or copy it again") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise InputError(f"{path.name} is not a readable checkpoint ({_first_line(e)}): it may be truncated "
+                         "or corrupt, download or copy it again") from e
+    if not isinstance(obj, dict):
+        raise InputError(f"{path.name} holds a {type(obj).__name__}, not a checkpoint dict")
+    return obj
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu", expect: str | None = None, rgb: bool = True):
+    """Rebuild the network a checkpoint file holds, load it strictly, return it in eval mode on device.
+
+    expect: "generator", "expert" or "discriminator" to refuse other kinds with a message saying
+    what the file is. rgb: convert public (BGR-trained) Wav2Lip weights so the model takes and
+    returns RGB like the rest of the project; rgb=False keeps the file's exact arithmetic.
+    """
+    path = Path(path)
+    obj = read_checkpoint(path, device)
+    arch, config, state = _identify(path, obj)
+    cls = get_architecture(arch)
+    if expect is not None and cls.kind != expect:
+        raise InputError(f"{path.name} is a {KIND_NAMES[cls.kind]} checkpoint ({arch}), but a "
+                         f"{KIND_NAMES.get(expect, expect)} is needed here: pass a {expect} checkpoint")
+    if "arch" not in obj and rgb:
+        state = _bgr_to_rgb(arch, state)
+    model = cls(**config)
+    _load_strict(path, model, state)
+    return model.to(device).eval()
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """"generator", "expert" or "discriminator": what the file holds (loads tensors, builds no model)."""
+    arch, _, _ = _identify(Path(path), read_checkpoint(path))
+    return get_architecture(arch).kind
+
+
+def save_checkpoint(path: str | Path, model, **extra) -> Path:
+    """Write {"arch", "config", "state_dict", **extra} atomically (temp file in the same folder,
+    renamed only once fully written, so a crash never leaves a half-written checkpoint)."""
+    import torch
+
+    path = Path(path)
+    net = _unwrap(model)
+    payload = {"arch": net.arch, "config": dict(net.config), "state_dict": net.state_dict(), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _identify(path: Path, obj: dict) -> tuple[str, dict, dict]:
+    """(arch, ctor kwargs, clean state dict) for either layout."""
+    if "arch" in obj:
+        if obj["arch"] not in ARCHITECTURES:
+            raise InputError(f"{path.name} was written for architecture {obj['arch']!r}, which this version "
+                             f"does not have (known: {', '.join(ARCHITECTURES)}): upgrade lipsync-cli")
+        return obj["arch"], dict(obj.get("config") or {}), _strip_prefixes(obj["state_dict"])
+    state = obj.get("state_dict", obj)
+    if not isinstance(state, dict) or not state:
+        raise InputError(f"{path.name} has no state_dict: not a model checkpoint")
+    state = _strip_prefixes(state)
+    arch = _public_arch(state)
+    if arch is None:
+        heads = sorted({str(k).split(".")[0] for k in state})[:4]
+        raise InputError(f"{path.name} is not a Wav2Lip or lipsync-cli checkpoint (its {len(state)} entries "
+                         f"start with {', '.join(heads)}): pass a wav2lip, lipsync_expert or lipsync-cli file")
+    return arch, {}, state
+
+
+def _strip_prefixes(state: dict) -> dict:
+    """Drop wrapper prefixes ("module.", "_orig_mod.") that every key carries."""
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(str(k).startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _public_arch(state: dict) -> str | None:
+    """Which public network a state dict is from, by its parameter-name prefixes."""
+    keys = list(state)
+    for arch, prefixes in PUBLIC_SIGNATURES.items():
+        if all(any(k.startswith(p) for k in keys) for p in prefixes):
+            return arch
+    return None
+
+
+def _bgr_to_rgb(arch: str, state: dict) -> dict:
+    """Reverse the order of each group of 3 colour channels in the pixel-facing layers."""
+    import torch
+
+    state = dict(state)
+    for name, dim in PUBLIC_COLOUR_PARAMS[arch].items():
+        if name in state and state[name].shape[dim] % 3 == 0:
+            n = state[name].shape[dim]
+            order = torch.arange(n).view(-1, 3).flip(1).flatten()
+            state[name] = state[name].index_select(dim, order.to(state[name].device))
+    return state
+
+
+def _load_strict(path: Path, model, state: dict) -> None:
+    """load_state_dict(strict=True) with a one-line account of a mismatch instead of a shape dump."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        example = (f"{wrong[0]} is {list(state[wrong[0]].shape)}, expected {list(own[wrong[0]].shape)}" if wrong
+                   else f"e.g. {(missing or unexpected)[0]}")
+        raise InputError(f"{path.name} looks like a {KIND_NAMES[model.kind]} ({model.arch}) but is a different "
+                         f"variant ({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped "
+                         f"tensors; {example}): pass a checkpoint of the standard network")
+    model.load_state_dict(state, strict=True)
+
+
+def _unwrap(model):
+    """The bare network inside DataParallel/DDP (.module) or torch.compile (._orig_mod) wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message, short enough for a one-line error."""
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:160]

@@ -36,6 +36,27 @@ def lip_features(landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return ((pts - origin) / extent).reshape(len(pts), -1).astype(np.float32)
 
 
+def pixel_features(crops: np.ndarray) -> np.ndarray:
+    """crops (N, S, S, 3) uint8 RGB → (N, 8*16) float32: the lower half in grey, downscaled.
+
+    The fallback when a clip has no landmarks (synthetic data, a fixed --box): at 8x16 pixels head jitter
+    and texture blur away and what is left is mostly how open the mouth is.
+    """
+    import cv2
+
+    s = crops.shape[1]
+    grey = crops[:, s // 2:].astype(np.float32).mean(axis=3) / 255
+    return np.stack([cv2.resize(g, (16, 8), interpolation=cv2.INTER_AREA) for g in grey]).reshape(len(crops), -1)
+
+
+def clip_features(landmarks: Optional[np.ndarray], boxes: np.ndarray, crops: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Lip+chin features when at least half the frames have landmarks, else pixel features of the crops
+    (None when neither is available)."""
+    if landmarks is not None and np.isfinite(landmarks).all(axis=(1, 2)).mean() >= 0.5:
+        return lip_features(landmarks, boxes)
+    return pixel_features(crops) if crops is not None else None
+
+
 def kmeans_references(features: np.ndarray, k: int = N_REFS, seed: int = 0) -> np.ndarray:
     """Indices (≤ k,) of distinct frames, the one nearest each KMeans centroid, in centroid order.
 
@@ -66,11 +87,12 @@ def centroid_orders(features: np.ndarray, k: int = N_REFS, seed: int = 0) -> lis
 
 
 def select_references(landmarks: Optional[np.ndarray], boxes: np.ndarray, k: int = N_REFS, mode: str = "kmeans",
-                      seed: int = 0) -> np.ndarray:
+                      seed: int = 0, crops: Optional[np.ndarray] = None) -> np.ndarray:
     """Dubbing: indices (k,) of the clip's reference frames (repeats when the clip has fewer distinct frames).
 
-    landmarks (N, 68, 2) or None, boxes (N, 4) in the same pixels (NaN rows where no face). A still image
-    (N = 1) gives one index: its only frame. mode "random" picks one random frame with a face (ablation).
+    landmarks (N, 68, 2) or None, boxes (N, 4) in the same pixels (NaN rows where no face); crops
+    (N, S, S, 3) uint8, optional, are clustered instead when landmarks are missing. A still image (N = 1)
+    gives one index: its only frame. mode "random" picks one random frame with a face (ablation).
     """
     n = len(boxes)
     has_face = np.flatnonzero(np.isfinite(boxes).all(axis=1))
@@ -80,23 +102,24 @@ def select_references(landmarks: Optional[np.ndarray], boxes: np.ndarray, k: int
         return np.array([np.random.default_rng(seed).choice(has_face)], dtype=np.int64)
     if mode != "kmeans":
         raise ValueError(f"reference mode must be kmeans or random, got {mode!r}")
-    if landmarks is None:  # no landmarks (e.g. a fixed --box): spread the references over the clip instead
+    features = clip_features(landmarks, boxes, crops)
+    if features is None:  # nothing to cluster on: spread the references over the clip instead
         return has_face[np.linspace(0, len(has_face) - 1, k).round().astype(np.int64)]
-    picked = kmeans_references(lip_features(landmarks, boxes), k, seed)
+    features[~np.isfinite(boxes).all(axis=1)] = np.nan  # frames without a face never become references
+    picked = kmeans_references(features, k, seed)
     return np.resize(picked, k)  # cycles through the distinct picks to fill k
 
 
 class ClipReferences:
     """Training: a clip's KMeans clusters computed once, then K references per sample, avoiding the
-    target's own window. landmarks (N, 68, 2) in crop pixels of crops of side `size`."""
+    target's own window. landmarks (N, 68, 2) in crop pixels, crops (N, S, S, 3) uint8 RGB."""
 
-    def __init__(self, landmarks: np.ndarray, size: int, k: int = N_REFS, seed: int = 0):
-        boxes = np.tile(np.array([0, 0, size, size], dtype=np.float32), (len(landmarks), 1))
+    def __init__(self, landmarks: Optional[np.ndarray], crops: np.ndarray, k: int = N_REFS, seed: int = 0):
+        s = crops.shape[1]
+        boxes = np.tile(np.array([0, 0, s, s], dtype=np.float32), (len(crops), 1))
         self.k = k
-        self.n = len(landmarks)
-        self.orders = centroid_orders(lip_features(landmarks, boxes), k, seed)
-        if not self.orders:  # no landmarks: every frame is its own "cluster", in time order
-            self.orders = [np.arange(self.n)]
+        self.n = len(crops)
+        self.orders = centroid_orders(clip_features(landmarks, boxes, crops), k, seed)
 
     def pick(self, start: int, window: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """(indices (≤ k,) of distinct frames outside [start, start + window), how many more to fill).

@@ -2,7 +2,7 @@
 
 Three encoders turn a masked target crop, K reference crops of the same person and a mel window into 512-d
 embeddings plus per-scale skip features. The K references are mixed with weights keyed by the audio
-embedding, w_k = softmax_k(-sigmoid(a . r_k / sqrt(d))), applied to the embeddings and to every skip scale.
+embedding, w_k = softmax_k(-sigmoid(a . r_k)), applied to the embeddings and to every skip scale.
 A bilinear-upsampling decoder fuses identity skips, aggregated reference skips and a projection of the audio
 embedding at every scale, then two heads (no skips) draw the RGB face and a 1-channel blend mask.
 
@@ -12,7 +12,6 @@ reference encoder runs K times per clip at dub time, not K times per frame.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -171,15 +170,15 @@ class RefsGenerator(nn.Module):
         return RefCache(emb.view(r, k, -1), [s.view(r, k, *s.shape[1:]) for s in skips])
 
     def attention_weights(self, audio: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:
-        """audio (B, 512), ref_emb (B|1, K, 512) → weights (B, K) summing to 1 over K.
+        """audio (B, 512), ref_emb (B|1, K, 512) → w_k = softmax_k(−σ(a·r_k)), (B, K) summing to 1 over K.
 
-        The dot product is scaled by 1/sqrt(d) (as in transformer attention) so that sigmoid does not saturate
-        on 512-d embeddings at initialisation; otherwise the weights would be constant and get no gradient.
+        σ bounds each score to (0, 1), so no reference can take more than e times another's weight: every
+        reference keeps contributing, and the audio shifts the mix towards the mouth shapes it needs.
         """
         if not self.config["attention"]:  # the mean-aggregation ablation
             return audio.new_full((audio.shape[0], ref_emb.shape[1]), 1.0 / ref_emb.shape[1])
-        scores = torch.einsum("bd,bkd->bk", audio, ref_emb.expand(audio.shape[0], -1, -1))
-        return torch.softmax(-torch.sigmoid(scores / math.sqrt(audio.shape[1])), dim=1)
+        scores = torch.einsum("bd,bkd->bk", audio.float(), ref_emb.float().expand(audio.shape[0], -1, -1))
+        return torch.softmax(-torch.sigmoid(scores), dim=1).to(audio.dtype)
 
     def forward(self, mel: torch.Tensor, masked: torch.Tensor, refs: Optional[torch.Tensor] = None,
                 ref_cache: Optional[RefCache] = None):

@@ -1,0 +1,163 @@
+"""Losses of the reference-attention generator (issue 5), as small functions on tensors.
+
+Images are (B, 3, S, S) float in [0, 1], RGB, unless stated; masks (B, 1, S, S) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lipsync_cli.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+BLEND_KERNEL, BLEND_SIGMA = 5, 3.0  # the blur applied to the predicted mask before blending
+VGG_LAYERS = (15, 22, 29)  # torchvision vgg16.features indices of relu3_3, relu4_3, relu5_3 (mid-to-high)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def gaussian_blur(x: Tensor, k: int = BLEND_KERNEL, sigma: float = BLEND_SIGMA) -> Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with replicate padding (edges keep their value)."""
+    t = torch.arange(k, device=x.device, dtype=x.dtype) - (k - 1) / 2
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.pad(x, (k // 2,) * 4, mode="replicate")
+    x = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    return F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+
+
+def blend(generated: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """X̂ = blur(sg(M))·G + (1 − blur(sg(M)))·X: what dubbing pastes, so losses see what users see.
+
+    The stop-gradient keeps image losses from shrinking the mask to hide errors; the mask learns from its BCE.
+    """
+    m = gaussian_blur(mask.detach())
+    return m * generated + (1 - m) * target
+
+
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean absolute error inside the mask: sum(|pred − target|·M) / (sum(M)·C), independent of mask area."""
+    return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[1]).clamp_min(1e-6)
+
+
+def mask_bce(pred: Tensor, target: Tensor) -> Tensor:
+    """BCE of the predicted blend mask against the landmark mask (computed in fp32: sigmoid outputs)."""
+    return F.binary_cross_entropy(pred.float().clamp(1e-6, 1 - 1e-6), target.float())
+
+
+class Perceptual(nn.Module):
+    """L1 between VGG-16 relu3_3/relu4_3/relu5_3 features. weights: "imagenet" (torchvision download or cache)
+    or "random" (tests, offline runs: a fixed random network is still a multi-scale feature distance)."""
+
+    def __init__(self, weights: str = "imagenet"):
+        super().__init__()
+        from torchvision.models import VGG16_Weights, vgg16
+
+        try:
+            net = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if weights == "imagenet" else None)
+        except Exception as err:  # offline or blocked download
+            raise WeightsError(f"cannot get VGG-16 ImageNet weights for the perceptual loss ({err}); connect once "
+                               "to download them or train with perceptual weights 'random' or 'off'") from err
+        self.features = net.features[: VGG_LAYERS[-1] + 1].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True):  # frozen: stays in eval mode whatever the task does
+        return super().train(False)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        x = torch.cat([pred, target]).sub(self.mean).div(self.std)
+        loss = pred.new_zeros(())
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in VGG_LAYERS:
+                a, b = x.chunk(2)
+                loss = loss + F.l1_loss(a, b)
+        return loss / len(VGG_LAYERS)
+
+
+def sync_loss(expert: nn.Module, mel: Tensor, frames: Tensor) -> Tensor:
+    """−log(clip(d, 1e-3, 1)) with d the expert's cosine similarity of audio and 5-frame face embeddings.
+
+    mel (B, 1, 80, 16) covering the window; frames (B, T=5, 3, S, S) → lower halves resized to the expert's
+    (48, 96) and stacked on channels as (B, 15, 48, 96).
+    """
+    b, t, c, s, _ = frames.shape
+    lower = frames[:, :, :, s // 2:].flatten(0, 1)
+    if s != 96:
+        lower = F.interpolate(lower, size=(48, 96), mode="bilinear", align_corners=False)
+    audio, face = expert(mel, lower.reshape(b, t * c, 48, 96))
+    d = F.cosine_similarity(audio.float(), face.float(), dim=1)
+    return -torch.log(d.clamp(1e-3, 1)).mean()
+
+
+def diff_augment(x: Tensor, max_shift: float = 0.08, max_scale: float = 0.08, erode_p: float = 0.5) -> Tensor:
+    """DiffAugment-style, differentiable: a random affine (same for the T frames of a sample) and, with
+    probability erode_p, a 3x3 erosion (min-pool). x: (B, 3, T, H, W) → same shape."""
+    b, c, t, h, w = x.shape
+    scale = 1 + (torch.rand(b, device=x.device) * 2 - 1) * max_scale
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, :, 2] = (torch.rand(b, 2, device=x.device) * 2 - 1) * max_shift * 2
+    frames = x.transpose(1, 2).reshape(b, t * c, h, w)
+    grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
+    frames = F.grid_sample(frames, grid, padding_mode="border", align_corners=False)
+    eroded = -F.max_pool2d(-frames, 3, 1, 1)
+    pick = (torch.rand(b, 1, 1, 1, device=x.device) < erode_p).to(x.dtype)
+    frames = pick * eroded + (1 - pick) * frames
+    return frames.view(b, t, c, h, w).transpose(1, 2)
+
+
+def generator_adv_loss(fake_logits: Tensor) -> Tensor:
+    """Non-saturating generator loss: −log σ(D(G))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def discriminator_loss(disc: nn.Module, real: Tensor, fake: Tensor, r1_gamma: float = 10.0) -> Tensor:
+    """−log σ(D(x)) − log(1 − σ(D(G))) + γ/2·E‖∇ₓD(x)‖², augmenting both inputs the same way.
+
+    real, fake: (B, 3, T, H, W); fake must already be detached.
+    """
+    real = real.detach().requires_grad_(r1_gamma > 0)
+    real_logits = disc(diff_augment(real))
+    loss = F.softplus(-real_logits).mean() + F.softplus(disc(diff_augment(fake))).mean()
+    if r1_gamma > 0:
+        (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+        loss = loss + r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+    return loss
+
+
+def landmark_mask(landmarks, size: int, dilate: int = 11):
+    """The region the generator must redraw, as (S, S) float32 in {0, 1}: convex hull of the jaw contour
+    (points 0-16) and the nose tip (30), dilated with a dilate x dilate kernel. landmarks (68, 2) in crop
+    pixels; NaN landmarks give the fixed lower half instead (the best guess without them)."""
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    pts = np.concatenate([landmarks[0:17], landmarks[30:31]])
+    if not np.isfinite(pts).all():
+        mask[size // 2:] = 1
+        return mask.astype(np.float32)
+    cv2.fillConvexPoly(mask, cv2.convexHull(pts.round().astype(np.int32)), 1)
+    mask = cv2.dilate(mask, np.ones((dilate, dilate), np.uint8))
+    return mask.astype(np.float32)
+
+
+def mask_iou(pred: Tensor, target: Tensor, threshold: float = 0.5) -> float:
+    """IoU of the thresholded predicted mask with the (binary) landmark mask, over a whole batch."""
+    p, t = pred > threshold, target > 0.5
+    union = (p | t).sum().item()
+    return (p & t).sum().item() / union if union else 1.0
+
+
+def anneal(step: int, start: int, end: int, anneal_fraction: float) -> float:
+    """LR multiplier: 1 in a stage [start, end), then linear to 0 over its last anneal_fraction of steps."""
+    ramp = max(1, math.ceil((end - start) * anneal_fraction))
+    return min(1.0, max(0.0, (end - step) / ramp))

@@ -87,10 +87,39 @@ class ExpertConfig:
 
 
 @dataclass(frozen=True)
+class RefsConfig:
+    """The reference-attention generator (arch "refs", issue 5): network, ablation switches, losses, stages."""
+
+    n_refs: int = 10  # K references per clip (KMeans clusters of lip + chin landmarks)
+    base: int = 32  # channels of the first encoder level (widths double down to S/32)
+    attention: bool = True  # audio-keyed attention over the references; False averages them (ablation)
+    mask_head: bool = True  # predict the blend mask; False blends with the landmark/lower-half mask (ablation)
+    residual: bool = True  # residual Conv-BN-ReLU blocks; False makes them plain (ablation)
+    adversarial: bool = True  # stage 2 trains with the multi-frame discriminator; False skips the GAN (ablation)
+    reference_mode: str = "kmeans"  # "kmeans" (K references) or "random" (1 random reference, ablation)
+    perceptual: str = "imagenet"  # VGG-16 weights of the perceptual loss: "imagenet", "random" or "off"
+    l1_weight: float = 1.0  # alpha_L1 (L1 inside the landmark mask)
+    perceptual_weight: float = 0.5  # alpha_perc
+    mask_weight: float = 1.0  # alpha_mask (BCE of the predicted mask against the landmark mask)
+    stage1_expert_weight: float = 0.01  # alpha_expert in stage 1 once validation passes both thresholds below
+    stage2_expert_weight: float = 0.1  # alpha_expert in stage 2
+    adv_weight: float = 0.01  # alpha_adv in stage 2
+    l1_threshold: float = 0.05  # validation masked L1 below which stage 1 switches the expert loss on
+    perceptual_threshold: float = 1.0  # validation perceptual loss below which stage 1 switches the expert loss on
+    stage1_fraction: float = 0.5  # share of max_steps spent in stage 1 (stage 2 takes the rest)
+    anneal_fraction: float = 0.2  # the LR falls linearly to 0 over this last share of each stage
+    lr: float = 2e-4  # Adam learning rate of generator and discriminator
+    r1_gamma: float = 10.0  # R1 gradient penalty on real samples
+    ref_blur_sigma: float = 1.5  # training references are blurred with a sigma drawn from [0, this]
+    mask_dilate: int = 11  # pixels of the square dilation kernel of the landmark mask
+
+
+@dataclass(frozen=True)
 class GeneratorConfig:
     """Generator objectives: the Wav2Lip architecture and the reference-attention one."""
 
     arch: str = "wav2lip"  # "wav2lip" or "refs"
+    refs: RefsConfig = field(default_factory=RefsConfig)  # settings of the "refs" architecture
     size: int = 96  # face crop side (multiple of 32 for "refs")
     sync_weight: float = 0.03  # weight of the expert sync loss once enabled
     sync_threshold: float = 0.75  # validation sync loss below which the sync loss is switched on

@@ -42,8 +42,6 @@ PUBLIC_COLOUR_PARAMS = {
 def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     """Load a checkpoint file as data only. Returns the raw object (a dict); InputError when the
     file is missing, unreadable, truncated, or carries code that weights_only refuses to run."""
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -51,16 +49,13 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
         raise InputError(f"checkpoint not found: {path} (pass an existing .pth/.pt file or a weights name)")
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
+    except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways (IndexError, KeyError...)
         if "weights only" in str(e).lower():
             raise InputError(f"{path.name} contains Python objects other than weights, refusing to load it "
-                             "(only plain state-dict checkpoints are accepted; re-save it with torch.save"
-                             "(model.state_dict()))") from e
-        raise InputError(f"{path.name} is not a readable checkpoint ({_first_line(e)}): it may be truncated "
-                         "or corrupt, download or copy it again") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise InputError(f"{path.name} is not a readable checkpoint ({_first_line(e)}): it may be truncated "
-                         "or corrupt, download or copy it again") from e
+                             "(only plain state-dict checkpoints are accepted; re-save it with "
+                             "torch.save(model.state_dict()))") from e
+        raise InputError(f"{path.name} is not a readable checkpoint ({type(e).__name__}: {_first_line(e)}): "
+                         "it may be truncated or corrupt, download or copy it again") from e
     if not isinstance(obj, dict):
         raise InputError(f"{path.name} holds a {type(obj).__name__}, not a checkpoint dict")
     return obj

@@ -3,6 +3,7 @@ errors users get for the wrong kind of file, a broken file, or a file carrying c
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
@@ -156,10 +157,15 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_pickle_carrying_code_is_refused_without_running_it(tmp_path):
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dumps"])
+def test_pickle_carrying_code_is_refused_without_running_it(tmp_path, writer):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _Payload(marker)}, path)
+    payload = {"state_dict": {"x": torch.zeros(1)}, "payload": _Payload(marker)}
+    if writer == "torch.save":  # zip container
+        torch.save(payload, path)
+    else:  # a bare pickle stream, as old torch versions or hand-made files have
+        path.write_bytes(pickle.dumps(payload))
     with pytest.raises(InputError) as err:
         load_checkpoint(path)
     assert "refusing to load" in _assert_one_line(err)

@@ -51,9 +51,8 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
         obj = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways (IndexError, KeyError...)
         if "weights only" in str(e).lower():
-            raise InputError(f"{path.name} contains Python objects other than weights, refusing to load it "
-                             "(only plain state-dict checkpoints are accepted; re-save it with "
-                             "torch.save(model.state_dict()))") from e
+            raise InputError(f"{path.name} contains Python objects other than weights (code could run), "
+                             "refusing to load it: use a plain state-dict checkpoint from a source you trust") from e
         raise InputError(f"{path.name} is not a readable checkpoint ({type(e).__name__}: {_first_line(e)}): "
                          "it may be truncated or corrupt, download or copy it again") from e
     if not isinstance(obj, dict):

@@ -71,7 +71,9 @@ def _load(device: str, detector: str):
     from lipsync_cli import weights
 
     module, kwargs = DETECTORS[detector]
-    weights.prepare_face_alignment(detector)  # raises WeightsError when a file can't be had
+    paths = weights.prepare_face_alignment(detector)  # raises WeightsError when a file can't be had
+    if "s3fd" in paths:  # our verified copy, whatever torch.hub's folder holds
+        kwargs = {**kwargs, "path_to_detector": str(paths["s3fd"])}
     try:
         import face_alignment
 

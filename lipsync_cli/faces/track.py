@@ -67,7 +67,8 @@ def finish_track(raw: FaceTrack, cfg: FaceConfig, frame_size: Tuple[int, int]) -
     """Raw per-frame detections → smoothed (per scene), padded boxes clipped to the (height, width) frame."""
     segments = scene_segments(raw.boxes, cfg.scene_cut_threshold)
     boxes = smooth(raw.boxes, segments, cfg.smooth_window)
-    landmarks = smooth(raw.landmarks.reshape(len(raw), -1), segments, cfg.smooth_window).reshape(raw.landmarks.shape)
+    flat = raw.landmarks.reshape(len(raw), N_LANDMARKS * 2)  # x, y of every point smoothed like a box coordinate
+    landmarks = smooth(flat, segments, cfg.smooth_window).reshape(raw.landmarks.shape)
     return FaceTrack(pad_boxes(boxes, cfg.pads, frame_size), landmarks.astype(np.float32))
 
 

@@ -28,18 +28,26 @@ def _mask_or_all(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 255.0) -> float:
-    """Peak signal-to-noise ratio in dB over the masked pixels (all channels).
-
-    Identical images have zero error, so the PSNR is math.inf: we do not cap it at an arbitrary
-    number (callers print it as "inf"); an empty mask gives NaN.
-    """
+def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared error over the masked pixels (all channels); NaN for an empty mask."""
     sel = _mask_or_all(mask, a.shape[:2])
     if not sel.any():
         return math.nan
     diff = a.astype(np.float64)[sel] - b.astype(np.float64)[sel]
-    mse = float(np.mean(diff**2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(data_range**2 / mse)
+    return float(np.mean(diff**2))
+
+
+def psnr_from_mse(err: float, data_range: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error. Zero error (identical images) is math.inf: we do not cap
+    it at an arbitrary number; reports print it as "inf"."""
+    if math.isnan(err):
+        return math.nan
+    return math.inf if err == 0.0 else 10.0 * math.log10(data_range**2 / err)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB over the masked pixels; math.inf for identical images."""
+    return psnr_from_mse(mse(a, b, mask), data_range)
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:

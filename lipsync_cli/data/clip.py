@@ -84,7 +84,7 @@ def process_clip(source: ClipSource, clip_dir: Path, cfg: PreprocessConfig, dete
     landmarks[~found[start:stop]] = np.nan  # interpolated frames: box guessed, landmarks unknown
     _write_crops(source.path, info, boxes, start, cfg, clip_dir / "faces.npy")
     _save(clip_dir / "mel.npy", log_mel(wav[start * samples_per_frame:stop * samples_per_frame]))
-    _save(clip_dir / "landmarks.npy", to_crop_coords(landmarks, boxes, cfg.size))
+    _save(clip_dir / "landmarks.npy", to_crop_coords(landmarks, crop_boxes(boxes, info), cfg.size))
     _save(clip_dir / "boxes.npy", boxes)
     meta = {"src": str(source.path), "group": source.group, "fps": cfg.fps, "frames": stop - start, "seconds": (stop - start) / cfg.fps,
             "size": cfg.size, "detector": detector.name, "start_frame": int(start), "source_frames": n,
@@ -125,11 +125,19 @@ def longest_run(mask: np.ndarray) -> tuple[int, int]:
     return best
 
 
-def to_crop_coords(landmarks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """(N, 68, 2) frame-pixel points -> crop pixels, for crops that resize each box to size x size."""
-    origin = boxes[:, None, :2]
-    scale = size / np.maximum(boxes[:, None, 2:] - boxes[:, None, :2], 1e-6)
-    return ((landmarks - origin) * scale).astype(np.float32)
+def crop_boxes(boxes: np.ndarray, info) -> np.ndarray:
+    """(N, 4) float boxes -> the whole-pixel regions faces.crop really cuts from an info-sized frame."""
+    from lipsync_cli.faces.crop import pixel_box
+
+    return np.array([pixel_box(box, (info.height, info.width)) for box in boxes], dtype=np.float32).reshape(-1, 4)
+
+
+def to_crop_coords(landmarks: np.ndarray, regions: np.ndarray, size: int) -> np.ndarray:
+    """(N, 68, 2) frame-pixel points -> crop pixels, for crops that stretch each whole-pixel region
+    (N, 4) to size x size. Pixel centres sit on integer coordinates (as landmarks do), so the mapping
+    is cv2.resize's: x' = (x - x1 + 0.5) * size / w - 0.5."""
+    scale = size / np.maximum(regions[:, None, 2:] - regions[:, None, :2], 1)
+    return ((landmarks - regions[:, None, :2] + 0.5) * scale - 0.5).astype(np.float32)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -175,7 +183,7 @@ def _track(path: Path, info, n: int, cfg: PreprocessConfig, detector):
 
     try:
         return detect_track(_frames(path, info, cfg, n), detector, FaceConfig(detector=cfg.detector),
-                            (info.width, info.height))
+                            (info.height, info.width))
     except InputError as err:  # the decoder gave up part-way (corrupt stream)
         raise ClipSkipped("undecodable", str(err)) from None
 

@@ -16,6 +16,7 @@ from lipsync_cli.media.probe import MediaInfo, probe
 from lipsync_cli.media.tools import ffmpeg_exe, media_arg, run, spawn, stderr_tail, stop
 
 log = logging.getLogger(__name__)
+END_PADDING_SECONDS = 0.15  # at most this much decoded audio beyond the container's duration is encoder padding
 END_SLACK_FRAMES = 2  # a clean decode that stops this many frames short of the probed count is padded
 
 
@@ -111,4 +112,9 @@ def load_audio(path, sr: int = 16000) -> np.ndarray:
     if res.returncode != 0 and not res.stdout:
         raise InputError(f"could not decode the audio in {path} ({stderr_tail(res.stderr)})")
     samples = np.frombuffer(res.stdout[: len(res.stdout) // 4 * 4], dtype="<f4")
+    # Decoders keep the encoder's end padding (AAC: up to a frame of silence) that the container trims for
+    # players; cut it so the audio is as long as probe (and VideoWriter's -t) say.
+    declared = round(info.audio_duration * sr)
+    if 0 < declared < len(samples) <= declared + END_PADDING_SECONDS * sr:
+        samples = samples[:declared]
     return np.clip(samples, -1.0, 1.0).astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import tempfile
 from contextlib import ExitStack
@@ -117,5 +118,7 @@ class VideoWriter:
     def _failure(self) -> InternalError:
         stop(self._proc)
         self._errors.seek(0)
-        reason = stderr_tail(self._errors.read()) or f"ffmpeg exit code {self._proc.returncode}"
+        code = self._proc.returncode
+        killed = f"ffmpeg killed by {signal.Signals(-code).name}" if code < 0 else f"ffmpeg exit code {code}"
+        reason = stderr_tail(self._errors.read()) or killed
         return InternalError(f"encoding {self.out.name} failed (disk full or ffmpeg error): {reason}")

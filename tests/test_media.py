@@ -5,6 +5,7 @@ Probing runs twice where it matters: with ffprobe and with ffmpeg alone (what a 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -213,6 +214,18 @@ def test_still_images_decided_by_content(backend, tmp_path, face_image):
     assert [f.shape for f in media.iter_frames(jpg, media.probe(jpg))] == [(300, 300, 3)]
 
 
+def test_jpeg_exif_orientation_is_applied(backend, tmp_path):
+    Image = pytest.importorskip("PIL.Image")  # pillow comes with scikit-image (test extras)
+    photo = tmp_path / "phone_photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation 6: turn 90 degrees clockwise to display (a portrait phone shot)
+    Image.fromarray(corner_frame(64, 48)).save(photo, exif=exif, quality=95)
+    info = media.probe(photo)
+    assert (info.is_image, info.rotation, info.width, info.height) == (True, 90, 48, 64)
+    picture = media.read_image(photo)
+    assert picture.shape == (64, 48, 3) and red_corner(picture) == "top-right"
+
+
 # --- decoding -------------------------------------------------------------------------------------
 
 def vfr_clip(tmp_path: Path) -> Path:
@@ -242,6 +255,17 @@ def test_iter_frames_counts_and_rate_change():
     doubled = list(media.iter_frames(clip, info, fps=Fraction(50)))
     assert len(doubled) == 212
     assert np.array_equal(doubled[20], frames[10]) and np.array_equal(doubled[21], frames[10])
+
+
+def test_clean_decode_one_frame_short_holds_the_last_picture():
+    """ffmpeg versions differ by a frame in where the fps filter stops; a clean decode is padded to the probed count
+    (at most END_SLACK_FRAMES), a larger shortfall is left alone."""
+    clip = shared_path("media", "05_turned_head_224_glasses.mp4")
+    info = media.probe(clip)
+    longer = dataclasses.replace(info, duration=info.duration + 1 / 25)
+    frames = list(media.iter_frames(clip, longer))
+    assert len(frames) == 107 and np.array_equal(frames[-1], frames[-2])
+    assert sum(1 for _ in media.iter_frames(clip, dataclasses.replace(info, duration=info.duration + 1))) == 106
 
 
 def test_vfr_shared_clip_yields_n_frames():
@@ -382,6 +406,15 @@ def test_writer_disk_full_is_internal_error(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == InternalError.exit_code, res.stderr
     assert "encoding out.mp4 failed" in res.stdout and len(res.stdout.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_ffmpeg_error_carries_its_stderr(tmp_path):
+    with pytest.raises(InternalError, match="encoding out.mp4 failed.*no-such-preset") as err:
+        with media.VideoWriter(tmp_path / "out.mp4", 64, 64, Fraction(25), preset="no-such-preset") as writer:
+            for _ in range(200):  # ffmpeg exits at start-up; writing notices the broken pipe, or closing does
+                writer.write(corner_frame(64, 64))
+    assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 

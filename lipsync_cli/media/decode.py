@@ -93,10 +93,9 @@ def read_image(path) -> np.ndarray:
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", media_arg(path), "-map", "0:V:0", "-frames:v", "1",
            "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     res = run(cmd)
-    expected = info.width * info.height * 3
-    if len(res.stdout) < expected:
-        raise InputError(f"could not decode the picture in {path} ({stderr_tail(res.stderr)})")
-    return np.frombuffer(bytearray(res.stdout[:expected]), np.uint8).reshape(info.height, info.width, 3)
+    if len(res.stdout) != info.width * info.height * 3:  # never reshape bytes of another size into a wrong picture
+        raise InputError(f"could not decode the picture in {path} ({stderr_tail(res.stderr) or 'unexpected size'})")
+    return np.frombuffer(bytearray(res.stdout), np.uint8).reshape(info.height, info.width, 3)
 
 
 def load_audio(path, sr: int = 16000) -> np.ndarray:

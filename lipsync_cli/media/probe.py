@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_cli.errors import InputError
-from lipsync_cli.media.sources import ContainerFacts, StreamFacts, read_with_ffmpeg, read_with_ffprobe
+from lipsync_cli.media.sources import (ContainerFacts, StreamFacts, picture_rotation, read_with_ffmpeg,
+                                      read_with_ffprobe)
 from lipsync_cli.media.tools import ffprobe_exe
 
 # Demuxers that only ever hold one picture: decided by content (ffmpeg probes the bytes), not the extension.
@@ -62,9 +63,11 @@ def _media_info(path: Path, facts: ContainerFacts) -> MediaInfo:
     audio_duration = _audio_seconds(audio) if audio else 0.0
     if video is None:
         return MediaInfo(path, False, True, False, 0, 0, 0, Fraction(0), 0, audio_duration, False, audio_duration, "")
+    is_image = _is_still(facts.format_name, video)
+    if is_image and not video.rotation_ccw:
+        video.rotation_ccw = picture_rotation(path)  # phone photos: EXIF orientation
     rotation = round(-video.rotation_ccw / 90) * 90 % 360
     width, height = (video.height, video.width) if rotation in (90, 270) else (video.width, video.height)
-    is_image = _is_still(facts.format_name, video)
     if is_image:
         fps, n_frames, duration, is_vfr = Fraction(0), 1, 0.0, False
     else:

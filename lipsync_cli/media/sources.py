@@ -142,6 +142,15 @@ def _framecrc_packets(path: Path, facts: ContainerFacts) -> None:
             _add_packet(streams[int(cols[0])], _int(cols[2]), _int(cols[1]), _int(cols[3]))
 
 
+def picture_rotation(path: Path) -> float:
+    """Counter-clockwise display rotation carried by the decoded picture itself (JPEG EXIF orientation), which
+    ffmpeg applies on decode but does not list with the stream: read it from showinfo before autorotation."""
+    res = run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-noautorotate", "-i", media_arg(path), "-map", "0:V:0",
+               "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"])
+    found = _ROTATION.search(res.stderr.decode("utf-8", "replace"))
+    return float(found.group(1)) if found else 0.0
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 def _add_packet(stream: Optional[StreamFacts], pts: Optional[int], dts: Optional[int], duration: Optional[int]):

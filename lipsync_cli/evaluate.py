@@ -37,7 +37,10 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
     """
     report = measure(Path(video), Path(audio) if audio else None, Path(reference) if reference else None,
                      expert, detector, device, box)
-    print(to_json(report)) if as_json else print_report(report)
+    if as_json:
+        print(to_json(report))
+    else:
+        print_report(report)
     return report
 
 
@@ -53,6 +56,9 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
     wav = media.load_audio(sound)
     faces = _FaceFinder(detector, dev, box)
     track = faces.track(video)
+    if not track.found.any():
+        raise InputError(f"no face found in {video}: evaluate needs a visible face "
+                         f"(try the other --detector, face_alignment or dlib)")
     crops = lower_halves(decode(video), track, int(net.config.get("size", 96)))
     video_emb, audio_emb = embed(net, crops, wav, dev)
     report = {"video": str(video), "audio": str(sound), "expert": str(expert_path), "fps": EXPERT_FPS,

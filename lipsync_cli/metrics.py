@@ -8,6 +8,7 @@ Only numpy and cv2 (both runtime dependencies) are used, so no scikit-image at r
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -164,7 +165,8 @@ def sync_summary(dist: np.ndarray, max_offset: int) -> dict:
     rows = np.isfinite(dist).any(axis=1)
     if not rows.any():
         return {"distance": math.nan, "confidence": math.nan, "offset_frames": None, "windows": 0}
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # an offset with no valid pair is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(dist[rows], axis=0)  # (K,) mean distance per offset
     if not np.isfinite(mean).any():
         return {"distance": math.nan, "confidence": math.nan, "offset_frames": None, "windows": 0}

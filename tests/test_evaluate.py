@@ -119,3 +119,123 @@ def test_expert_loss_low_in_sync_high_off_sync():
     a = _unit(np.abs(rng.normal(size=(20, 8))))
     assert metrics.expert_loss(a, a) == pytest.approx(0.0, abs=1e-6)
     assert metrics.expert_loss(a, np.roll(a, 5, axis=0)) > 0.1
+
+
+# ---- on encoded clips ----------------------------------------------------------------------------
+
+SIZE = 128  # synthetic frames are the face crop itself: the whole frame is the face box
+WHOLE_FRAME = (0, 0, SIZE, SIZE)
+SAMPLES_PER_FRAME = 16000 // 25
+
+
+def _write_wav(path, wav: np.ndarray):
+    import soundfile
+
+    soundfile.write(str(path), wav, 16000)
+    return path
+
+
+def synthetic_clip(folder, seed: int, seconds: float = 4.0):
+    """An mp4 (SIZE x SIZE, 25 fps, AAC) of the synthetic training data's face, its mouth opening with
+    the loudness of new random speech, and that speech as a wav: rendered as data/synthetic.py renders
+    its dataset, so an expert trained there sees the same kind of faces here."""
+    from fractions import Fraction
+
+    from lipsync_cli.data import synthetic
+    from lipsync_cli.media import VideoWriter
+
+    rng = np.random.default_rng(seed)
+    wav = synthetic._speech(rng, seconds, use_espeak=synthetic._espeak() is not None)
+    n = int(round(seconds * synthetic.FPS))
+    faces, _ = synthetic._render_clip(synthetic._astronaut(), synthetic.mouth_openness(wav, n), SIZE, rng)
+    audio = _write_wav(folder / f"speech{seed}.wav", wav)
+    video = folder / f"clip{seed}.mp4"
+    with VideoWriter(video, SIZE, SIZE, Fraction(synthetic.FPS), audio=audio) as writer:
+        for frame in faces:
+            writer.write(frame)
+    return video, audio
+
+
+@pytest.fixture(scope="module")
+def random_expert(tmp_path_factory):
+    from ckpt_utils import write_public_checkpoint
+
+    return write_public_checkpoint(tmp_path_factory.mktemp("expert") / "lipsync_expert.pth", "syncnet")
+
+
+@pytest.fixture(scope="module")
+def talking_face(tmp_path_factory, speech_wav):
+    """3 s of a real face (the astronaut) with speech: dlib finds it and its 68 landmarks."""
+    from conftest import make_face_clip
+
+    return make_face_clip(tmp_path_factory.mktemp("talking") / "face.mp4", audio=speech_wav)
+
+
+def test_cli_reconstruction_of_identical_videos(talking_face, random_expert, capsys):
+    """`lipsync evaluate --reference` of a video against itself: PSNR inf, SSIM 1, LMD 0; JSON is strict."""
+    import json
+
+    from lipsync_cli.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", str(talking_face), "--reference", str(talking_face), "--expert", str(random_expert),
+              "--detector", "dlib", "--device", "cpu", "--json"])
+    assert done.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    rec = report["reconstruction"]
+    assert rec["psnr_mouth"] == "inf" and rec["psnr_face"] == "inf"
+    assert rec["ssim_mouth"] == pytest.approx(1.0) and rec["ssim_face"] == pytest.approx(1.0)
+    assert rec["m_lmd"] == 0.0 and rec["f_lmd"] == 0.0
+    assert rec["frames"] == report["frames"] == 75
+    assert rec["sharpness_mouth"] == rec["sharpness_mouth_reference"] > 0
+    assert report["expert"] == str(random_expert)
+    # named so nobody mistakes them for the papers' SyncNet LSE-D / LSE-C
+    assert {"expert_sync_distance", "expert_sync_confidence", "offset_frames", "offset_ms"} <= set(report["sync"])
+    assert len(report["per_second"]) == 3 and sum(r["windows"] for r in report["per_second"]) == 75 - 4
+
+
+def test_blurred_copy_loses_sharpness(talking_face, random_expert, tmp_path):
+    import cv2
+
+    from lipsync_cli import media
+    from lipsync_cli.evaluate import evaluate
+
+    info = media.probe(talking_face)
+    blurred = tmp_path / "blurred.mp4"
+    audio = _write_wav(tmp_path / "speech.wav", media.load_audio(talking_face))
+    with media.VideoWriter(blurred, info.width, info.height, info.fps, audio=audio) as writer:
+        for frame in media.iter_frames(talking_face, info):
+            writer.write(cv2.GaussianBlur(frame, (0, 0), 2.5))
+    rec = evaluate(blurred, reference=talking_face, expert=str(random_expert), detector="dlib",
+                   device="cpu")["reconstruction"]
+    assert rec["sharpness_mouth"] < 0.5 * rec["sharpness_mouth_reference"]
+    assert 20 < rec["psnr_face"] < math.inf and rec["ssim_mouth"] < 0.99
+    assert rec["m_lmd"] < 0.05  # a blurred face still has its landmarks where they were
+
+
+def test_rich_report_names_the_expert_and_offsets(tmp_path, random_expert, capsys):
+    from lipsync_cli.evaluate import evaluate
+
+    video, _ = synthetic_clip(tmp_path, seed=1, seconds=2.0)
+    report = evaluate(video, expert=str(random_expert), box=WHOLE_FRAME, device="cpu")
+    out = capsys.readouterr().out
+    assert str(random_expert) in out and "not the paper LSE-D/LSE-C" in out
+    assert "expert sync" in out and "per second" in out
+    assert report["frames"] == 50 and len(report["per_second"]) == 2
+    assert -15 <= report["sync"]["offset_frames"] <= 15
+    assert report["sync"]["offset_ms"] == 40 * report["sync"]["offset_frames"]
+
+
+def test_no_face_is_a_clear_input_error(tmp_path, random_expert, speech_wav):
+    from fractions import Fraction
+
+    from lipsync_cli.errors import InputError
+    from lipsync_cli.evaluate import evaluate
+    from lipsync_cli.media import VideoWriter
+
+    video = tmp_path / "wall.mp4"
+    with VideoWriter(video, 160, 120, Fraction(25), audio=speech_wav) as writer:
+        for _ in range(25):
+            writer.write(np.full((120, 160, 3), 90, np.uint8))
+    with pytest.raises(InputError, match="no face found"):
+        evaluate(video, expert=str(random_expert), detector="dlib", device="cpu")

@@ -62,7 +62,9 @@ def _media_info(path: Path, facts: ContainerFacts) -> MediaInfo:
     video, audio = facts.video, facts.audio
     audio_duration = _audio_seconds(audio) if audio else 0.0
     if video is None:
-        return MediaInfo(path, False, True, False, 0, 0, 0, Fraction(0), 0, audio_duration, False, audio_duration, "")
+        return MediaInfo(path, has_video=False, has_audio=True, is_image=False, width=0, height=0, rotation=0,
+                         fps=Fraction(0), n_frames=0, duration=audio_duration, is_vfr=False,
+                         audio_duration=audio_duration, pix_fmt="")
     is_image = _is_still(facts.format_name, video)
     if is_image and not video.rotation_ccw:
         video.rotation_ccw = picture_rotation(path)  # phone photos: EXIF orientation
@@ -72,8 +74,9 @@ def _media_info(path: Path, facts: ContainerFacts) -> MediaInfo:
         fps, n_frames, duration, is_vfr = Fraction(0), 1, 0.0, False
     else:
         fps, n_frames, duration, is_vfr = _video_timing(video)
-    return MediaInfo(path, True, audio is not None, is_image, width, height, rotation, fps, n_frames, duration,
-                     is_vfr, audio_duration, video.pix_fmt)
+    return MediaInfo(path, has_video=True, has_audio=audio is not None, is_image=is_image, width=width, height=height,
+                     rotation=rotation, fps=fps, n_frames=n_frames, duration=duration, is_vfr=is_vfr,
+                     audio_duration=audio_duration, pix_fmt=video.pix_fmt)
 
 
 def _is_still(format_name: str, video: StreamFacts) -> bool:

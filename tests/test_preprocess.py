@@ -218,3 +218,64 @@ def test_grid_clips_in_place(tmp_path):
         assert 70 <= clip["frames"] <= 76
         assert np.load(tmp_path / "ds" / "clips" / clip["id"] / "mel.npy").shape[1] == pytest.approx(
             80 * clip["seconds"], abs=2)
+
+
+class _GappyDetector:
+    """A fake backend: one fixed face with landmarks, except in the frames listed as missing."""
+
+    name = "fake"
+
+    def __init__(self, missing: set[int]):
+        self.missing, self.seen = missing, 0
+
+    def detect(self, frames, max_side=None):
+        from lipsync_cli.faces.base import Face
+
+        grid = np.stack(np.meshgrid(np.linspace(150, 250, 17), np.linspace(150, 250, 4)), -1).reshape(-1, 2)[:68]
+        out = []
+        for _ in frames:
+            face = Face(np.array([100, 100, 300, 300], np.float32), 1.0, grid.astype(np.float32))
+            out.append([] if self.seen in self.missing else [face])
+            self.seen += 1
+        return out
+
+
+def test_long_face_gap_keeps_the_longest_stretch_with_its_own_audio(src, tmp_path):
+    """Frames 0-49: no face in 15..24 (cut), none in 35..36 (filled): frames 25..49 are kept,
+    and their mel is the mel of exactly their audio."""
+    from lipsync_cli.audio import log_mel
+    from lipsync_cli.data.clip import process_clip
+    from lipsync_cli.data.sources import ClipSource
+    from lipsync_cli.media import load_audio
+
+    path = src / "anna" / "take1.mp4"
+    meta = process_clip(ClipSource("anna/take1", path, "anna"), tmp_path / "c", CFG,
+                        _GappyDetector(set(range(15, 25)) | {35, 36}))
+    assert (meta["start_frame"], meta["frames"], meta["interpolated_frames"]) == (25, meta["source_frames"] - 25, 2)
+    np.testing.assert_array_equal(np.load(tmp_path / "c" / "mel.npy"),
+                                  log_mel(load_audio(path)[25 * 640:(25 + meta["frames"]) * 640]))
+    landmarks = np.load(tmp_path / "c" / "landmarks.npy")
+    assert np.isnan(landmarks[10:12]).all() and np.isfinite(np.delete(landmarks, [10, 11], axis=0)).all()
+    assert np.load(tmp_path / "c" / "faces.npy").shape[0] == meta["frames"]
+
+
+def test_unexpected_clip_errors_are_recorded_and_retried(src, tmp_path, monkeypatch):
+    import lipsync_cli.data.preprocess as pre
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pre, "process_clip", broken)
+    first = preprocess(src, tmp_path, CFG, quiet=True)
+    assert first.skipped == {"error": len(GOOD) + len(BAD)} and first.clips == 0
+    assert all("RuntimeError: boom" in s["detail"] for s in _manifest(tmp_path)["skipped"])
+    assert preprocess(src, tmp_path, CFG, quiet=True).processed == len(GOOD) + len(BAD)  # not final: tried again
+
+
+def test_bad_detector_or_changed_size_stop_the_run(src, dataset, tmp_path):
+    from lipsync_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown face detector"):
+        preprocess(src, tmp_path, PreprocessConfig(detector="nope", device="cpu"), quiet=True)
+    with pytest.raises(UsageError, match="--size 96"):
+        preprocess(src, dataset[0], PreprocessConfig(detector="dlib", size=64), quiet=True)

@@ -54,8 +54,10 @@ def preprocess(src: Path, out: Path, cfg: PreprocessConfig, quiet: bool = False)
     _check(src, out, cfg)
     clips = shard(find_clips(src), *cfg.shard)
     todo = [clip for clip in clips if not _finished(clip, out)]
-    outcomes = _run(todo, out, cfg, quiet)
-    manifest = write_manifest(out, cfg)
+    try:
+        outcomes = _run(todo, out, cfg, quiet)
+    finally:  # also after Ctrl-C or a fatal error: the manifest then lists every clip finished so far
+        manifest = write_manifest(out, cfg)
     report = _report(out, manifest, outcomes, len(clips) - len(todo), time.perf_counter() - started)
     if not quiet:
         print_report(report)
@@ -72,7 +74,7 @@ def write_manifest(out: Path, cfg: PreprocessConfig) -> dict:
         "version": MANIFEST_VERSION, "size": cfg.size, "fps": cfg.fps,
         "clips": [{"id": cid, "split": splits[cid], "frames": meta["frames"], "seconds": meta["seconds"]}
                   for cid, meta in metas.items()],
-        "skipped": [{"src": s["src"], "reason": s["reason"], "detail": s["detail"]} for s in skips],
+        "skipped": [{"src": s["src"], "reason": s["reason"], "detail": s.get("detail", "")} for s in skips],
     }
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
@@ -107,19 +109,19 @@ def _finished(clip: ClipSource, out: Path) -> bool:
 
 # --- running clips: in-process for one worker, else a process pool (one detector per worker) ---
 
-_DETECTOR = None  # this process's detector, built on its first clip (detectors don't pickle)
+_DETECTORS: dict = {}  # (name, device) -> this process's detector, built on first use (detectors don't pickle)
 
 
 def _work(clip: ClipSource, out: Path, cfg: PreprocessConfig) -> tuple[str, str, int]:
     """Process one clip; (clip id, "done" or the skip reason, source frames decoded). Runs in a worker."""
-    global _DETECTOR
-    if _DETECTOR is None:
+    key = (cfg.detector, _device(cfg.device))
+    if key not in _DETECTORS:
         from lipsync_cli.faces import get_detector
 
-        _DETECTOR = get_detector(cfg.detector, device=_device(cfg.device))
+        _DETECTORS[key] = get_detector(*key)
     record = _skip_path(out, clip)
     try:
-        meta = process_clip(clip, out / "clips" / clip.id, cfg, _DETECTOR)
+        meta = process_clip(clip, out / "clips" / clip.id, cfg, _DETECTORS[key])
     except ClipSkipped as skip:
         reason, detail = skip.reason, skip.detail
     except LipsyncError as err:
@@ -204,9 +206,10 @@ def print_report(report: PreprocessReport) -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("clips done", f"{report.clips} ({report.clips - report.val_clips} train, {report.val_clips} val)")
-    for reason, count in sorted(report.skipped.items()):
+    for reason, count in sorted(report.skipped.items()) or [("none", 0)]:
         table.add_row(f"skipped: {reason}", str(count))
-    table.add_row("hours of video", f"{report.seconds / 3600:.3f}")
+    minutes, seconds = divmod(round(report.seconds), 60)
+    table.add_row("hours of video", f"{report.seconds / 3600:.3f} ({minutes // 60}:{minutes % 60:02d}:{seconds:02d})")
     table.add_row("this run", f"{report.processed} clips processed, {report.already_done} already done")
     rate = max(report.wall_s, 1e-9)
     table.add_row("wall time", f"{report.wall_s:.1f} s ({report.processed / rate:.2f} clips/s, "

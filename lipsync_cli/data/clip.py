@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_cli.audio import SAMPLE_RATE
 from lipsync_cli.config import FaceConfig, PreprocessConfig
 from lipsync_cli.data.sources import ClipSource
 from lipsync_cli.errors import InputError
@@ -57,12 +58,11 @@ def is_done(source: ClipSource, clip_dir: Path) -> bool:
 
 def process_clip(source: ClipSource, clip_dir: Path, cfg: PreprocessConfig, detector) -> dict:
     """Write the clip's folder and return its meta dict; raises ClipSkipped for unusable clips."""
-    from lipsync_cli.audio import SAMPLE_RATE, log_mel
+    from lipsync_cli.audio import log_mel
 
     info = _probe(source.path)
     wav = _load_audio(source.path)  # (samples,) float32 mono 16 kHz in [-1, 1]
-    samples_per_frame = SAMPLE_RATE // cfg.fps  # 640 at 25 fps: frames and audio cut on the same instants
-    n_max = min(int(info.duration * cfg.fps) + 1, len(wav) // samples_per_frame)
+    n_max = min(int(info.duration * cfg.fps) + 1, len(wav) * cfg.fps // SAMPLE_RATE)
     if n_max < cfg.min_frames:
         raise ClipSkipped("too short", f"{n_max} frames with audio at {cfg.fps} fps, need {cfg.min_frames}")
     track = _track(source.path, info, n_max, cfg, detector)
@@ -83,14 +83,20 @@ def process_clip(source: ClipSource, clip_dir: Path, cfg: PreprocessConfig, dete
     landmarks = track.landmarks[start:stop].astype(np.float32).copy()
     landmarks[~found[start:stop]] = np.nan  # interpolated frames: box guessed, landmarks unknown
     _write_crops(source.path, info, boxes, start, cfg, clip_dir / "faces.npy")
-    _save(clip_dir / "mel.npy", log_mel(wav[start * samples_per_frame:stop * samples_per_frame]))
+    audio = wav[first_sample(start, cfg.fps):first_sample(stop, cfg.fps)]  # cut at the kept frames' instants
+    _save(clip_dir / "mel.npy", log_mel(audio))
     _save(clip_dir / "landmarks.npy", to_crop_coords(landmarks, crop_boxes(boxes, info), cfg.size))
     _save(clip_dir / "boxes.npy", boxes)
-    meta = {"src": str(source.path), "group": source.group, "fps": cfg.fps, "frames": stop - start, "seconds": (stop - start) / cfg.fps,
-            "size": cfg.size, "detector": detector.name, "start_frame": int(start), "source_frames": n,
+    meta = {"src": str(source.path), "group": source.group, "fps": cfg.fps, "frames": stop - start,
+            "seconds": (stop - start) / cfg.fps, "size": cfg.size, "detector": detector.name, "start_frame": int(start), "source_frames": n,
             "interpolated_frames": int((~found[start:stop]).sum()), **source_stamp(source.path)}
     write_json_atomic(clip_dir / DONE_MARKER, meta)
     return meta
+
+
+def first_sample(frame: int, fps: int) -> int:
+    """Index of the 16 kHz sample where a frame starts (640 samples per frame at 25 fps)."""
+    return frame * SAMPLE_RATE // fps
 
 
 def fill_gaps(boxes: np.ndarray, max_gap: int) -> np.ndarray:
@@ -162,7 +168,6 @@ def _probe(path: Path):
 
 
 def _load_audio(path: Path) -> np.ndarray:
-    from lipsync_cli.audio import SAMPLE_RATE
     from lipsync_cli.media import load_audio
 
     try:

@@ -52,6 +52,7 @@ def preprocess(src: Path, out: Path, cfg: PreprocessConfig, quiet: bool = False)
     src, out = Path(src), Path(out)
     started = time.perf_counter()
     _check(src, out, cfg)
+    out.mkdir(parents=True, exist_ok=True)
     clips = shard(find_clips(src), *cfg.shard)
     todo = [clip for clip in clips if not _finished(clip, out)]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -259,6 +260,10 @@ def numbered_frames(n, produced=None, size=(100, 200)):
 CFG = FaceConfig(pads=(0, 0, 0, 0), smooth_window=1, detect_max_side=0)
 
 
+def choosing(face: str) -> FaceConfig:
+    return replace(CFG, face=face)
+
+
 def run_track(script, n, cfg=CFG, **kwargs):
     return tracking.detect_track(numbered_frames(n), ScriptedDetector(script), cfg, **kwargs)
 
@@ -269,9 +274,9 @@ LEFT, RIGHT = [10, 10, 50, 50], [120, 20, 180, 80]  # RIGHT is the larger face
 def test_face_choice_largest_center_and_index():
     assert run_track(lambda i: [LEFT, RIGHT], 3).boxes[0].tolist() == RIGHT
     centre = [80, 30, 110, 60]
-    assert run_track(lambda i: [LEFT, centre, RIGHT], 3, FaceConfig(face="center", pads=(0, 0, 0, 0))).boxes[0].tolist() == centre
-    assert run_track(lambda i: [RIGHT, LEFT], 3, FaceConfig(face="0", pads=(0, 0, 0, 0))).boxes[0].tolist() == LEFT
-    assert run_track(lambda i: [RIGHT, LEFT], 3, FaceConfig(face="1", pads=(0, 0, 0, 0))).boxes[0].tolist() == RIGHT
+    assert run_track(lambda i: [LEFT, centre, RIGHT], 3, choosing("center")).boxes[0].tolist() == centre
+    assert run_track(lambda i: [RIGHT, LEFT], 3, choosing("0")).boxes[0].tolist() == LEFT
+    assert run_track(lambda i: [RIGHT, LEFT], 3, choosing("1")).boxes[0].tolist() == RIGHT
 
 
 def test_chosen_face_is_followed_not_re_chosen():
@@ -286,8 +291,7 @@ def test_chosen_face_is_followed_not_re_chosen():
 
 
 def test_missing_frames_are_nan_and_index_choice_waits_for_its_face():
-    track = run_track(lambda i: [] if i in (0, 4) else [LEFT, RIGHT][: 1 if i < 2 else 2], 7,
-                      FaceConfig(face="1", pads=(0, 0, 0, 0), smooth_window=1))
+    track = run_track(lambda i: [] if i in (0, 4) else [LEFT, RIGHT][: 1 if i < 2 else 2], 7, choosing("1"))
     assert track.found.tolist() == [False, False, True, True, False, True, True]
     assert np.isnan(track.landmarks[0]).all() and track.boxes[2].tolist() == RIGHT
 
@@ -301,7 +305,7 @@ def test_lost_face_reacquired_only_when_alone():
     jump = [100, 40, 150, 90]  # no overlap with LEFT: a camera cut
     alone = run_track(lambda i: [LEFT] if i < 3 else [jump], 6)
     assert alone.found.all() and alone.boxes[5].tolist() == jump
-    crowd = run_track(lambda i: [LEFT, [160, 60, 190, 95]] if i < 3 else [jump], 6, FaceConfig(face="0", pads=(0, 0, 0, 0), smooth_window=1))
+    crowd = run_track(lambda i: [LEFT, [160, 60, 190, 95]] if i < 3 else [jump], 6, choosing("0"))
     assert crowd.found.tolist() == [True] * 3 + [False] * 3
 
 
@@ -365,7 +369,7 @@ def test_detect_track_on_a_real_clip_follows_the_drifting_face(face_clip):
         ok, frame = cap.read()
         assert ok
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    raw = tracking.detect_track(iter(frames), detector("dlib"), FaceConfig(detector="dlib", smooth_window=1, pads=(0, 0, 0, 0)))
+    raw = tracking.detect_track(iter(frames), detector("dlib"), replace(CFG, detector="dlib", detect_max_side=640))
     track = tracking.detect_track(iter(frames), detector("dlib"), FaceConfig(detector="dlib"))
     assert track.found.all() and np.isfinite(track.landmarks).all()
     assert (track.boxes[:, 3] - raw.boxes[:, 3]).mean() > 5  # the default bottom pad (10 px, clipped at 256)

@@ -19,10 +19,13 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from lipsync_cli.config import PreprocessConfig
 from lipsync_cli.errors import InputError
+from lipsync_cli.timing import EXPERT_FRAMES as WINDOW
 
-EXPERT_FPS = 25  # the expert was trained on 25 fps video (5 frames ↔ 16 mel frames = 0.2 s): decode at it
-WINDOW = 5  # frames per expert window
+# experts are trained on clips resampled to the dataset rate (5 frames ↔ 16 mel frames = 0.2 s at 25 fps),
+# so videos are decoded at that rate too, whatever their own
+EXPERT_FPS = PreprocessConfig.fps
 MAX_OFFSET = 15  # offsets searched: −15…+15 frames (±0.6 s), SyncNet's vshift
 BATCH = 64  # windows per expert forward pass
 
@@ -60,7 +63,7 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
         raise InputError(f"no face found in {video}: evaluate needs a visible face "
                          f"(try the other --detector, face_alignment or dlib)")
     crops = lower_halves(decode(video), track, int(net.config.get("size", 96)))
-    video_emb, audio_emb = embed(net, crops, wav, dev)
+    video_emb, audio_emb = embed(net, crops, track.found, wav, dev)
     report = {"video": str(video), "audio": str(sound), "expert": str(expert_path), "fps": EXPERT_FPS,
               "frames": len(track.boxes), "sync": sync_report(video_emb, audio_emb)}
     report["per_second"] = per_second(video_emb, audio_emb)
@@ -131,11 +134,12 @@ def lower_halves(frames: Iterator[np.ndarray], track, size: int) -> np.ndarray:
 # ---- the expert's embeddings ---------------------------------------------------------------------
 
 
-def embed(net, crops: np.ndarray, wav: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
+def embed(net, crops: np.ndarray, has_face: np.ndarray, wav: np.ndarray,
+          device: str) -> tuple[np.ndarray, np.ndarray]:
     """(video_emb (N-4, D), audio_emb (M, D)) float64, L2-normalised.
 
-    video_emb[i] embeds frames i..i+4 (NaN when one of them has no face, detected by an all-zero
-    crop); audio_emb[j] embeds the mel window starting at frame j's time, for every frame time whose
+    crops (N, S/2, S, 3) uint8 RGB lower halves; has_face (N,) bool.
+    video_emb[i] embeds frames i..i+4 (NaN when one of them has no face); audio_emb[j] embeds the mel window starting at frame j's time, for every frame time whose
     full window lies inside the audio, up to MAX_OFFSET frames past the video's end.
     """
     from lipsync_cli import timing
@@ -151,7 +155,6 @@ def embed(net, crops: np.ndarray, wav: np.ndarray, device: str) -> tuple[np.ndar
     mels = timing.mel_windows(mel, timing.frame_times(n_audio, EXPERT_FPS))  # (M, 80, 16) float32
     windows = _stack_windows(crops, n_win)  # (N-4, 15, S/2, S) uint8, frame-major then RGB
     video_emb, audio_emb = _run_expert(net, windows, mels, device)
-    has_face = crops.reshape(len(crops), -1).any(axis=1)
     complete = np.array([has_face[i:i + WINDOW].all() for i in range(n_win)])
     video_emb[~complete] = np.nan
     return video_emb, audio_emb

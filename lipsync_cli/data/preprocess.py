@@ -44,6 +44,7 @@ class PreprocessReport:
     processed: int = 0  # clips worked on by this run (done or skipped)
     already_done: int = 0  # clips of this shard found finished by an earlier run
     frames: int = 0  # source frames decoded by this run into new clips
+    kept_frames: int = 0  # of which kept (the rest lay outside the longest face-continuous stretch)
     wall_s: float = 0.0  # this run's wall-clock time
 
 
@@ -113,8 +114,8 @@ def _finished(clip: ClipSource, out: Path) -> bool:
 _DETECTORS: dict = {}  # (name, device) -> this process's detector, built on first use (detectors don't pickle)
 
 
-def _work(clip: ClipSource, out: Path, cfg: PreprocessConfig) -> tuple[str, str, int]:
-    """Process one clip; (clip id, "done" or the skip reason, source frames decoded). Runs in a worker."""
+def _work(clip: ClipSource, out: Path, cfg: PreprocessConfig) -> tuple[str, str, int, int]:
+    """Process one clip -> (clip id, "done" or the skip reason, frames decoded, frames kept). Runs in a worker."""
     key = (cfg.detector, _device(cfg.device))
     if key not in _DETECTORS:
         from lipsync_cli.faces import get_detector
@@ -133,10 +134,10 @@ def _work(clip: ClipSource, out: Path, cfg: PreprocessConfig) -> tuple[str, str,
         reason, detail = RETRIED_REASON, f"{type(err).__name__}: {err}"
     else:
         record.unlink(missing_ok=True)
-        return clip.id, "done", meta["source_frames"]
+        return clip.id, "done", meta["source_frames"], meta["frames"]
     record.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record, {"src": str(clip.path), "reason": reason, "detail": detail, **source_stamp(clip.path)})
-    return clip.id, reason, 0
+    return clip.id, reason, 0, 0
 
 
 def _init_worker(threads: int) -> None:
@@ -153,8 +154,8 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _run(todo: list[ClipSource], out: Path, cfg: PreprocessConfig, quiet: bool) -> list[tuple[str, str, int]]:
-    """Process clips with a progress bar; returns one (id, outcome, frames) per clip."""
+def _run(todo: list[ClipSource], out: Path, cfg: PreprocessConfig, quiet: bool) -> list[tuple[str, str, int, int]]:
+    """Process clips with a progress bar; returns _work's tuple per clip."""
     from lipsync_cli.progress import Stages
 
     outcomes = []
@@ -194,8 +195,8 @@ def _report(out: Path, manifest: dict, outcomes: list, already_done: int, wall_s
     return PreprocessReport(
         manifest=out / "manifest.json", clips=len(clips), val_clips=sum(c["split"] == "val" for c in clips),
         seconds=sum(c["seconds"] for c in clips), skipped=dict(Counter(s["reason"] for s in manifest["skipped"])),
-        processed=len(outcomes), already_done=already_done, frames=sum(frames for _, _, frames in outcomes),
-        wall_s=wall_s)
+        processed=len(outcomes), already_done=already_done, frames=sum(o[2] for o in outcomes),
+        kept_frames=sum(o[3] for o in outcomes), wall_s=wall_s)
 
 
 def print_report(report: PreprocessReport) -> None:
@@ -212,6 +213,8 @@ def print_report(report: PreprocessReport) -> None:
     minutes, seconds = divmod(round(report.seconds), 60)
     table.add_row("hours of video", f"{report.seconds / 3600:.3f} ({minutes // 60}:{minutes % 60:02d}:{seconds:02d})")
     table.add_row("this run", f"{report.processed} clips processed, {report.already_done} already done")
+    if report.frames:
+        table.add_row("frames kept", f"{report.kept_frames} of {report.frames} (the rest fell outside the face stretch)")
     rate = max(report.wall_s, 1e-9)
     table.add_row("wall time", f"{report.wall_s:.1f} s ({report.processed / rate:.2f} clips/s, "
                                f"{report.frames / rate:.0f} frames/s)")

@@ -108,7 +108,6 @@ class RefsConfig:
     perceptual_threshold: float = 1.0  # validation perceptual loss below which stage 1 switches the expert loss on
     stage1_fraction: float = 0.5  # share of max_steps spent in stage 1 (stage 2 takes the rest)
     anneal_fraction: float = 0.2  # the LR falls linearly to 0 over this last share of each stage
-    lr: float = 2e-4  # Adam learning rate of generator and discriminator
     r1_gamma: float = 10.0  # R1 gradient penalty on real samples
     ref_blur_sigma: float = 1.5  # training references are blurred with a sigma drawn from [0, this]
     mask_dilate: int = 11  # pixels of the square dilation kernel of the landmark mask

@@ -61,6 +61,11 @@ class ConvBlock(nn.Module):
         return F.relu(y + x if self.residual else y)
 
 
+def Conv1x1(cin: int, cout: int) -> nn.Sequential:
+    """Pointwise Conv-BN-ReLU: mixes channels (the decoder's skip merge) without spatial cost."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
 def stage(cin: int, cout: int, stride, residual: bool) -> nn.Sequential:
     """One encoder level: a (strided) conv that changes width, then one same-width block."""
     return nn.Sequential(ConvBlock(cin, cout, stride), ConvBlock(cout, cout, 1, residual))
@@ -112,14 +117,23 @@ class RefCache:
     embeddings: torch.Tensor
     skips: List[torch.Tensor]
 
-    def repeat_interleave(self, n: int) -> "RefCache":
-        """Each reference set used for n consecutive samples (training: one set per 5-frame window)."""
-        return RefCache(self.embeddings.repeat_interleave(n, 0), [s.repeat_interleave(n, 0) for s in self.skips])
+    def for_batch(self, b: int) -> "RefCache":
+        """Expanded to b samples: R = 1 broadcasts; R dividing b serves b/R consecutive samples per set
+        (training: one reference set per 5-frame window)."""
+        r = self.embeddings.shape[0]
+        if r == b:
+            return self
+        if r == 1:
+            return RefCache(self.embeddings.expand(b, -1, -1), [s.expand(b, -1, -1, -1, -1) for s in self.skips])
+        if b % r:
+            raise ValueError(f"{r} reference sets cannot be shared evenly by a batch of {b}")
+        return RefCache(self.embeddings.repeat_interleave(b // r, 0), [s.repeat_interleave(b // r, 0) for s in self.skips])
 
 
 class Decoder(nn.Module):
     """Embeddings → features at S. At each scale S/32 ... S: concat(decoder, identity skip, reference skip,
-    audio projection broadcast over the map) → conv block; between scales bilinear x2 + conv."""
+    audio projection broadcast over the map) → 1x1 merge → conv block; between scales bilinear x2 + conv.
+    The heads after the last scale take no skips."""
 
     def __init__(self, size: int, widths: List[int], residual: bool):
         super().__init__()
@@ -128,7 +142,8 @@ class Decoder(nn.Module):
         self.unflatten = nn.ConvTranspose2d(3 * EMBED_DIM, top, size // 2 ** N_LEVELS)
         scales = list(reversed(widths))  # channels at S/32, S/16, ..., S
         self.audio_proj = nn.ModuleList([nn.Linear(EMBED_DIM, c) for c in scales])
-        self.fuse = nn.ModuleList([nn.Sequential(ConvBlock(4 * c, c), ConvBlock(c, c, 1, residual)) for c in scales])
+        # 1x1 to merge the four inputs, then a 3x3 block: a 3x3 conv on 4c channels would cost 4x as much
+        self.fuse = nn.ModuleList([nn.Sequential(Conv1x1(4 * c, c), ConvBlock(c, c, 1, residual)) for c in scales])
         self.up = nn.ModuleList([ConvBlock(cin, cout) for cin, cout in zip(scales[:-1], scales[1:])])
 
     def forward(self, emb, audio, ident_skips, ref_skips) -> torch.Tensor:
@@ -183,18 +198,19 @@ class RefsGenerator(nn.Module):
     def forward(self, mel: torch.Tensor, masked: torch.Tensor, refs: Optional[torch.Tensor] = None,
                 ref_cache: Optional[RefCache] = None):
         """mel (B, 1, 80, 16) log-mel; masked (B, 3, S, S) in [0, 1] RGB with rows [S/2, S) zeroed; refs
-        (1|B, K, 3, S, S) in [0, 1] or a ref_cache from encode_references → (rgb (B, 3, S, S) in [0, 1],
-        mask (B, 1, S, S) in [0, 1], or None when built without the mask head)."""
+        (R, K, 3, S, S) in [0, 1] with R = 1, B or a divisor of B (each set serves B/R consecutive samples),
+        or a ref_cache from encode_references → (rgb (B, 3, S, S) in [0, 1], mask (B, 1, S, S) in [0, 1],
+        or None when built without the mask head)."""
         if ref_cache is None:
             if refs is None:
                 raise ValueError("RefsGenerator needs refs or ref_cache")
             ref_cache = self.encode_references(refs)
-        b = mel.shape[0]
+        cache = ref_cache.for_batch(mel.shape[0])
         audio = self.audio_encoder(mel)
         ident, ident_skips = self.identity_encoder(masked)
-        w = self.attention_weights(audio, ref_cache.embeddings)  # (B, K)
-        ref = torch.einsum("bk,bkd->bd", w, ref_cache.embeddings.expand(b, -1, -1))
-        ref_skips = [torch.einsum("bk,bkchw->bchw", w, s.expand(b, -1, -1, -1, -1)) for s in ref_cache.skips]
+        w = self.attention_weights(audio, cache.embeddings)  # (B, K)
+        ref = torch.einsum("bk,bkd->bd", w, cache.embeddings)
+        ref_skips = [torch.einsum("bk,bkchw->bchw", w, s) for s in cache.skips]
         x = self.decoder(torch.cat([ident, ref, audio], dim=1), audio, ident_skips, ref_skips)
         mask = self.mask_head(x) if self.mask_head is not None else None
         return self.rgb_head(x), mask

@@ -6,8 +6,6 @@ Images are (B, 3, S, S) float in [0, 1], RGB, unless stated; masks (B, 1, S, S) 
 from __future__ import annotations
 
 import logging
-import math
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -86,14 +84,17 @@ class Perceptual(nn.Module):
 def sync_loss(expert: nn.Module, mel: Tensor, frames: Tensor) -> Tensor:
     """−log(clip(d, 1e-3, 1)) with d the expert's cosine similarity of audio and 5-frame face embeddings.
 
-    mel (B, 1, 80, 16) covering the window; frames (B, T=5, 3, S, S) → lower halves resized to the expert's
-    (48, 96) and stacked on channels as (B, 15, 48, 96).
+    mel (B, 1, 80, 16) covering the window; frames (B, 3, T=5, S, S) → lower halves, resized to the expert's
+    (48, 96) when S != 96, stacked frame-major as (B, 15, 48, 96) like the expert was trained.
     """
-    b, t, c, s, _ = frames.shape
-    lower = frames[:, :, :, s // 2:].flatten(0, 1)
+    from lipsync_cli.data.dataset import stack_frames
+
+    b, c, t, s, _ = frames.shape
+    lower = frames[..., s // 2:, :]
     if s != 96:
-        lower = F.interpolate(lower, size=(48, 96), mode="bilinear", align_corners=False)
-    audio, face = expert(mel, lower.reshape(b, t * c, 48, 96))
+        lower = F.interpolate(lower.flatten(1, 2), size=(48, 96), mode="bilinear", align_corners=False)
+        lower = lower.view(b, c, t, 48, 96)
+    audio, face = expert(mel, stack_frames(lower))
     d = F.cosine_similarity(audio.float(), face.float(), dim=1)
     return -torch.log(d.clamp(1e-3, 1)).mean()
 
@@ -121,16 +122,19 @@ def generator_adv_loss(fake_logits: Tensor) -> Tensor:
 
 
 def discriminator_loss(disc: nn.Module, real: Tensor, fake: Tensor, r1_gamma: float = 10.0) -> Tensor:
-    """−log σ(D(x)) − log(1 − σ(D(G))) + γ/2·E‖∇ₓD(x)‖², augmenting both inputs the same way.
+    """−log σ(D(x)) − log(1 − σ(D(G))) + γ/2·E‖∇ₓD(x)‖², both inputs augmented the same way.
 
-    real, fake: (B, 3, T, H, W); fake must already be detached.
+    real, fake: (B, 3, T, H, W); fake must already be detached. One forward pass for both halves (DDP
+    expects one forward per backward). The R1 gradient is taken in fp32 outside autocast.
     """
-    real = real.detach().requires_grad_(r1_gamma > 0)
-    real_logits = disc(diff_augment(real))
-    loss = F.softplus(-real_logits).mean() + F.softplus(disc(diff_augment(fake))).mean()
-    if r1_gamma > 0:
-        (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-        loss = loss + r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+    with torch.autocast(real.device.type, enabled=False):
+        real = real.detach().float().requires_grad_(r1_gamma > 0)
+        logits = disc(diff_augment(torch.cat([real, fake.float()])))
+        real_logits, fake_logits = logits.chunk(2)
+        loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        if r1_gamma > 0:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            loss = loss + r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
     return loss
 
 
@@ -155,9 +159,3 @@ def mask_iou(pred: Tensor, target: Tensor, threshold: float = 0.5) -> float:
     p, t = pred > threshold, target > 0.5
     union = (p | t).sum().item()
     return (p & t).sum().item() / union if union else 1.0
-
-
-def anneal(step: int, start: int, end: int, anneal_fraction: float) -> float:
-    """LR multiplier: 1 in a stage [start, end), then linear to 0 over its last anneal_fraction of steps."""
-    ramp = max(1, math.ceil((end - start) * anneal_fraction))
-    return min(1.0, max(0.0, (end - step) / ramp))

@@ -55,8 +55,8 @@ def speech(tmp_path, speech_wav):
     return path
 
 
-def ffmpeg(*args):
-    subprocess.run([ffmpeg_bin(), "-y", "-v", "error", *map(str, args)], check=True, capture_output=True)
+def ffmpeg(*args, exe=None):
+    subprocess.run([exe or ffmpeg_bin(), "-y", "-v", "error", *map(str, args)], check=True, capture_output=True)
 
 
 # ---- bad inputs: each fails cleanly -------------------------------------------------------------
@@ -220,10 +220,13 @@ def test_ten_bit_input(tmp_path, clip, speech, wav2lip_ckpt):
 
 def test_rotated_phone_clip_comes_out_upright(tmp_path, clip, speech, wav2lip_ckpt):
     # Store the frames sideways with a 90° display matrix, as phones do.
+    import imageio_ffmpeg
+
     sideways = tmp_path / "sideways.mp4"
-    ffmpeg("-i", clip, "-vf", "transpose=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", sideways)
+    ffmpeg("-i", clip, "-vf", "transpose=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", sideways)
     rotated = tmp_path / "phone.mp4"
-    ffmpeg("-display_rotation", "90", "-i", sideways, "-c", "copy", rotated)
+    # -display_rotation (counter-clockwise degrees) exists from ffmpeg 6: the bundled binary has it
+    ffmpeg("-display_rotation", "90", "-i", sideways, "-c", "copy", rotated, exe=imageio_ffmpeg.get_ffmpeg_exe())
     out = tmp_path / "o.mp4"
     proc = run_dub(rotated, speech, out, model=wav2lip_ckpt)
     assert proc.returncode == 0, proc.stderr

@@ -49,6 +49,8 @@ def read_jobs(path: Path) -> list[Job]:
     base = path.parent
     jobs = []
     for n, row in enumerate(rows, start=1):
+        if not (row["video"] or "").strip() or not (row["audio"] or "").strip():  # short rows read as None
+            raise InputError(f"job file {path} row {n}: video and audio must both be given")
         video = base / row["video"].strip()
         output = (row.get("output") or "").strip()
         jobs.append(Job(n, video, base / row["audio"].strip(),

@@ -1,0 +1,128 @@
+"""`lipsync dub --jobs JOBS.csv`: one broken row never stops the batch, a re-run skips finished rows,
+`--shard i/n` splits rows deterministically; and the job-file parser (paths, columns) on its own."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_speech
+
+from lipsync_cli.batch import read_jobs, shard_jobs
+from lipsync_cli.errors import InputError
+
+
+def run_jobs(jobs: Path, *extra, model=None):
+    args = [sys.executable, "-m", "lipsync_cli", "dub", "--jobs", str(jobs), "--detector", "dlib", "--device", "cpu",
+            *extra]
+    if model is not None:
+        args += ["--model", str(model)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+def table_count(stderr: str, status: str) -> int:
+    """The `rows` cell of a status line in the final rich table (box characters vary with the terminal)."""
+    match = re.search(rf"^\W*{status}\W+(\d+)", stderr, flags=re.MULTILINE)
+    assert match, f"no {status!r} line in the final table:\n{stderr}"
+    return int(match.group(1))
+
+
+def test_batch_reports_failed_row_continues_and_resumes(tmp_path, face_clip, wav2lip_ckpt):
+    """4 rows, row 3 broken (a text file as VIDEO): run 1 → 3 done + 1 failed, exit 1; run 2 skips the 3."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    shutil.copy(face_clip, tmp_path / "in" / "face.mp4")
+    make_speech(tmp_path / "in" / "hi.wav", "Hello there.")  # ~1 s: each dub is ~25 frames
+    (tmp_path / "in" / "notes.mp4").write_text("not a video\n")
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("video,audio,output\n"
+                    "in/face.mp4,in/hi.wav,out/a.mp4\n"
+                    "in/face.mp4,in/hi.wav,out/b.mp4\n"
+                    "in/notes.mp4,in/hi.wav,out/broken.mp4\n"
+                    "in/face.mp4,in/hi.wav,\n")  # empty output: <video stem>_dubbed.mp4 beside the video
+    outputs = [tmp_path / "out" / "a.mp4", tmp_path / "out" / "b.mp4", tmp_path / "in" / "face_dubbed.mp4"]
+
+    first = run_jobs(jobs, model=wav2lip_ckpt)
+    assert first.returncode == 1, first.stderr
+    assert "Traceback" not in first.stderr
+    assert re.search(r"^row 3 failed: .*not a video.*notes\.mp4", first.stderr, flags=re.MULTILINE), first.stderr
+    for row in (1, 2, 4):
+        assert re.search(rf"^row {row} done", first.stderr, flags=re.MULTILINE), first.stderr
+    assert (table_count(first.stderr, "done"), table_count(first.stderr, "skipped"),
+            table_count(first.stderr, "failed")) == (3, 0, 1)
+    assert all(p.is_file() and p.stat().st_size > 1000 for p in outputs)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mp4"]  # no broken/partial file
+    assert not list((tmp_path / "in").glob(".*partial*"))
+    mtimes = [p.stat().st_mtime_ns for p in outputs]
+
+    second = run_jobs(jobs, model=wav2lip_ckpt)
+    assert second.returncode == 1, second.stderr
+    assert not re.search(r"^row \d+ done", second.stderr, flags=re.MULTILINE), second.stderr
+    reasons = r"\W+".join("row 1: output exists; row 2: output exists; row 4: output exists".split())
+    assert re.search(reasons, second.stderr), second.stderr  # the table's reasons cell (rich may wrap it)
+    assert re.search(r"^row 3 failed: .*not a video", second.stderr, flags=re.MULTILINE), second.stderr
+    assert (table_count(second.stderr, "done"), table_count(second.stderr, "skipped"),
+            table_count(second.stderr, "failed")) == (0, 3, 1)
+    assert [p.stat().st_mtime_ns for p in outputs] == mtimes
+
+
+def write_jobs(path: Path, n: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["video,audio,output"] + [f"v{k}.mp4,sub/a{k}.wav,out/o{k}.mp4" for k in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_jobs_resolves_paths_against_the_job_file_folder(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative paths must not depend on where the command runs
+    jobs = tmp_path / "batch" / "jobs.csv"
+    jobs.parent.mkdir()
+    absolute = tmp_path / "abs.wav"
+    jobs.write_text(f"video,audio,output\nclip.mp4,{absolute},dub/x.mp4\n sub/clip2.mov , a.wav ,\n")
+    first, second = read_jobs(jobs)
+    base = tmp_path / "batch"
+    assert (first.row, first.video, first.audio, first.output) == (1, base / "clip.mp4", absolute, base / "dub/x.mp4")
+    assert (second.row, second.video, second.audio) == (2, base / "sub/clip2.mov", base / "a.wav")
+    assert second.output == base / "sub" / "clip2_dubbed.mp4"
+
+
+def test_shard_splits_rows_deterministically_and_disjointly(tmp_path):
+    jobs = read_jobs(write_jobs(tmp_path / "jobs.csv", 7))
+    a, b = shard_jobs(jobs, (0, 2)), shard_jobs(jobs, (1, 2))
+    assert [j.row for j in a] == [1, 3, 5, 7] and [j.row for j in b] == [2, 4, 6]
+    assert shard_jobs(read_jobs(tmp_path / "jobs.csv"), (0, 2)) == a  # same rows on every machine
+    assert shard_jobs(jobs, (0, 1)) == jobs
+    thirds = [shard_jobs(jobs, (i, 3)) for i in range(3)]
+    assert sorted(j.row for part in thirds for j in part) == list(range(1, 8))
+
+
+def test_read_jobs_rejects_malformed_files(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video,output\nv.mp4,o.mp4\n")
+    with pytest.raises(InputError, match="audio"):
+        read_jobs(bad)
+    short = tmp_path / "short.csv"
+    short.write_text("video,audio,output\nv.mp4\n")  # a row missing cells: clear error, not a crash
+    with pytest.raises(InputError, match="row 1"):
+        read_jobs(short)
+    with pytest.raises(InputError, match="does not exist"):
+        read_jobs(tmp_path / "missing.csv")
+
+
+def test_cli_missing_column_is_one_line_error(tmp_path):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("file,speech\nv.mp4,a.wav\n")
+    proc = run_jobs(jobs, "-q")  # fails before any model is loaded
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "video, audio" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("shard", ["2/2", "x"])
+def test_cli_bad_shard_is_usage_error(tmp_path, shard):
+    proc = run_jobs(write_jobs(tmp_path / "jobs.csv", 2), "--shard", shard, "-q")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --shard"), proc.stderr

@@ -265,7 +265,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     verbose = any(a in VERBOSE_FLAGS for a in args)
     _configure_logging(verbose)
-    _interrupt_on_sigterm()
+    signals = _interrupt_on_sigterm()
     try:
         code = app(args=args, standalone_mode=False, prog_name="lipsync")
     except LipsyncError as err:
@@ -279,6 +279,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         _fail("interrupted; partial output was removed", 130, verbose)
     except Exception as err:  # an internal bug: still one line unless asked for details
         _fail(f"internal error: {type(err).__name__}: {err} (run with -v for the traceback)", 5, verbose)
+    if code == 130:  # typer catches KeyboardInterrupt (Terminated included) itself and returns 130, silently
+        if signals["sigterm"]:
+            _fail("terminated (SIGTERM); partial output was removed", 143, verbose)
+        _fail("interrupted; partial output was removed", 130, verbose)
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -295,13 +299,18 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C so every `with`/`finally` cleanup (temp files, checkpoints) runs."""
 
 
-def _interrupt_on_sigterm() -> None:
+def _interrupt_on_sigterm() -> dict:
+    """Install the SIGTERM handler; the returned dict records whether it fired (typer hides the exception)."""
     import signal
 
+    seen = {"sigterm": False}
+
     def handler(signum, frame):
+        seen["sigterm"] = True
         raise Terminated()
 
     signal.signal(signal.SIGTERM, handler)
+    return seen
 
 
 def _configure_logging(verbose: bool) -> None:

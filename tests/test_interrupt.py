@@ -1,0 +1,104 @@
+"""SIGTERM / Ctrl-C during `lipsync dub` leave nothing behind (no output, no partial file, no temp
+dirs); SIGTERM during `lipsync train expert` writes a final checkpoint that `--resume` continues from."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+POLL_S = 0.05
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300.0):
+    """Poll until condition() is truthy; fail if the process ends (or time runs out) first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"process ended (exit {proc.returncode}) before the moment to interrupt it:\n"
+                        f"{proc.stderr.read()}")
+        time.sleep(POLL_S)
+    proc.kill()
+    pytest.fail("timed out waiting for the moment to interrupt")
+
+
+def start(args: list[str], tmpdir: Path) -> subprocess.Popen:
+    """The real CLI, with its own TMPDIR so we can see every temp file it leaves."""
+    tmpdir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmpdir), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "lipsync_cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("process did not stop after the signal")
+    return err
+
+
+# The long sentence (~6 s) on the 3 s clip: pass 2 loops the clip (spooled to a temp dir) and generates
+# ~150 frames, long enough to be interrupted half-way.
+@pytest.mark.parametrize("sig, code, moment", [
+    (signal.SIGTERM, 143, "encoding"),  # the output's partial file exists and frames are going in
+    (signal.SIGINT, 130, "spooling"),  # the looped clip is being spooled to a temp dir
+])
+def test_interrupted_dub_leaves_nothing(tmp_path, face_clip, speech_wav, wav2lip_ckpt, sig, code, moment):
+    outdir, tmpdir = tmp_path / "out", tmp_path / "tmp"
+    outdir.mkdir()
+    out = outdir / "dubbed.mp4"
+    proc = start(["dub", str(face_clip), str(speech_wav), "-o", str(out), "--model", str(wav2lip_ckpt),
+                  "--detector", "dlib", "--device", "cpu", "-q", "--batch-size", "8"], tmpdir)
+    if moment == "encoding":
+        wait_for(lambda: list(outdir.glob("*partial*")), proc)
+        time.sleep(1.0)  # into generation/encoding, not just the encoder's start
+    else:
+        wait_for(lambda: list(tmpdir.glob("lipsync-frames-*")), proc)
+    assert proc.poll() is None, "finished before the signal: use a longer speech"
+    proc.send_signal(sig)
+    err = finish(proc)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "partial output was removed" in err, err
+    assert "Traceback" not in err
+    assert list(outdir.iterdir()) == []  # no output, no .partial file
+    assert list(tmpdir.iterdir()) == []  # no lipsync-frames-* spool, no ffmpeg stderr file
+
+
+def checkpoint_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["train"]["step"])
+
+
+def test_sigterm_during_training_saves_checkpoint_and_resume_continues(tmp_path):
+    from lipsync_cli.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "data", n_clips=4, seconds=1.5, seed=0)
+    run = tmp_path / "run"
+    common = ["train", "expert", str(data), "-o", str(run), "--batch-size", "4", "--device", "cpu",
+              "--workers", "0", "--val-every", "100000", "--ckpt-every", "100000"]
+    proc = start(common + ["--max-steps", "100000"], tmp_path / "tmp")
+    metrics = run / "metrics.csv"
+    # the step-0 validation row: the training loop (and its signal handlers) is running
+    wait_for(lambda: metrics.is_file() and ",val," in metrics.read_text(), proc)
+    proc.send_signal(signal.SIGTERM)
+    err = finish(proc)
+    assert proc.returncode == 143, err
+    assert "--resume" in err.strip().splitlines()[-1], err
+    step = checkpoint_step(run / "last.pt")
+    assert 1 <= step < 100000
+
+    resumed = subprocess.run([sys.executable, "-m", "lipsync_cli", *common, "--max-steps", str(step + 2), "--resume",
+                              "-q"], capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert checkpoint_step(run / "last.pt") == step + 2  # continued from the saved step, not from 0
+    steps = [int(line.split(",")[1]) for line in metrics.read_text().splitlines()[1:] if ",train," in line]
+    assert step + 2 in steps  # the resumed run logged its last step

@@ -113,6 +113,39 @@ def test_read_jobs_rejects_malformed_files(tmp_path):
         read_jobs(tmp_path / "missing.csv")
 
 
+def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkeypatch):
+    """Fakes for dub and the loaders: what is checked is run_batch's own bookkeeping."""
+    import lipsync_cli.faces
+    import lipsync_cli.inference
+    import lipsync_cli.pipeline
+    from lipsync_cli.batch import run_batch
+    from lipsync_cli.config import DubConfig, FaceConfig
+
+    loads, seen = [], []
+    monkeypatch.setattr(lipsync_cli.inference, "load_generator", lambda *a: loads.append("generator") or object())
+    monkeypatch.setattr(lipsync_cli.faces, "get_detector", lambda *a, **k: loads.append("detector") or object())
+
+    def fake_dub(video, audio, out, cfg, generator, detector):
+        seen.append((generator, detector, cfg.quiet))
+        if video.name == "v1.mp4":
+            raise InputError("bad row")
+        if video.name == "v2.mp4":
+            raise ZeroDivisionError("bug")
+        out.write_bytes(b"mp4")
+
+    monkeypatch.setattr(lipsync_cli.pipeline, "dub", fake_dub)
+    jobs = write_jobs(tmp_path / "jobs.csv", 5)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "o4.mp4").write_bytes(b"done earlier")
+    cfg = DubConfig(model="x.pt", faces=FaceConfig(detector="dlib"), device="cpu", quiet=True)
+    assert run_batch(jobs, cfg) == 1
+    assert sorted(loads) == ["detector", "generator"]  # once for the whole batch
+    assert len(seen) == 4 and len({(id(g), id(d)) for g, d, _ in seen}) == 1 and all(q for _, _, q in seen)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["o0.mp4", "o3.mp4", "o4.mp4"]
+    assert (tmp_path / "out" / "o4.mp4").read_bytes() == b"done earlier"
+    assert run_batch(jobs, cfg, shard=(0, 3)) == 0  # rows 1 and 4 of the file: both outputs exist now
+
+
 def test_cli_missing_column_is_one_line_error(tmp_path):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("file,speech\nv.mp4,a.wav\n")

@@ -26,7 +26,7 @@ FPS = 25  # frames per second of every synthetic clip (the dataset layout's defa
 # square face box in skimage's 512x512 astronaut photo (x1, y1, x2, y2), the mouth in its lower half
 FACE_BOX = (155.0, 50.0, 295.0, 190.0)
 MOUTH_CENTRE = (0.5, 0.68)  # mouth centre as a fraction of the box (x, y)
-SUPERSAMPLE = 4  # faces are drawn at 4x the crop size, then area-downscaled (anti-aliased mouth edges)
+SUPERSAMPLE = 2  # faces are drawn at 2x the crop size, then area-downscaled (anti-aliased mouth edges)
 WORDS = ("mama papa baby open close water apple summer window yellow button hello table paper "
          "monkey bottle lemon pocket music happy banana tomato dinner morning people").split()
 
@@ -73,7 +73,8 @@ def mouth_openness(wav: np.ndarray, n_frames: int) -> np.ndarray:
     rms = np.sqrt(np.mean(wav[: n_frames * hop].reshape(n_frames, hop) ** 2, axis=1))
     db = 20 * np.log10(rms + 1e-5)
     # 35 dB of dynamic range below the clip's loud frames maps to closed .. fully open
-    loud = np.percentile(db, 95)
+    # (never below -40 dBFS, so a silent clip keeps its mouth shut instead of normalising noise up)
+    loud = max(np.percentile(db, 95), -40.0)
     return np.clip((db - (loud - 35.0)) / 30.0, 0.0, 1.0).astype(np.float32)
 
 

@@ -28,8 +28,11 @@ class ExpertTask(Task):
         self.cfg = cfg
 
     def datasets(self, data: Path, seed: int) -> tuple:
-        return tuple(ExpertDataset(ClipStore(data, split), seed, self.cfg.min_negative_offset)
-                     for split in ("train", "val"))
+        from lipsync_cli.train.generator import NETWORK_SIZE, require_size
+
+        stores = [ClipStore(data, split) for split in ("train", "val")]
+        require_size(stores[0], NETWORK_SIZE, "the Wav2Lip-compatible expert")
+        return tuple(ExpertDataset(store, seed, self.cfg.min_negative_offset) for store in stores)
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:
         from lipsync_cli.models.syncnet import SyncNet

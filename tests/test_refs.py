@@ -179,3 +179,187 @@ def test_clips_without_landmarks_cluster_on_mouth_pixels():
     boxes = np.tile(np.float32([0, 0, 96, 96]), (30, 1))
     picked = select_references(np.full((30, 68, 2), np.nan, np.float32), boxes, k=3, crops=crops)
     assert sorted(openness[picked]) == [0, 1, 2]
+
+
+# --- losses and schedule -----------------------------------------------------------------------------------
+
+
+def test_masked_l1_is_the_mean_error_inside_the_mask_whatever_its_area():
+    from lipsync_cli.train.refs_losses import masked_l1
+
+    pred, target = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
+    pred[:, :, 16:] = 0.4  # wrong inside the lower half only
+    small, large = torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    small[:, :, 20:24, 10:14], large[:, :, 16:] = 1, 1
+    assert masked_l1(pred, target, small).item() == pytest.approx(0.4)
+    assert masked_l1(pred, target, large).item() == pytest.approx(0.4)
+    assert masked_l1(pred, pred * 0 + 0.4, large).item() == pytest.approx(0.0)
+
+
+def test_blend_keeps_the_target_outside_the_mask_and_stops_the_mask_gradient():
+    from lipsync_cli.train.refs_losses import blend
+
+    gen, target = torch.ones(1, 3, 32, 32, requires_grad=True), torch.zeros(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32, requires_grad=True)
+    with torch.no_grad():
+        mask[:, :, 20:] = 1
+    out = blend(gen, target, mask)
+    assert out[:, :, :15].abs().max().item() == 0  # beyond the blur's reach: the input pixels
+    assert out[:, :, 25:].min().item() == pytest.approx(1.0)  # deep inside: the generated pixels
+    assert 0 < out[0, 0, 19, 0].item() < 1  # the k=5 sigma=3 blur feathers the edge
+    out.sum().backward()
+    assert mask.grad is None and gen.grad.abs().sum() > 0
+
+
+def test_landmark_mask_is_the_dilated_hull_of_jaw_and_nose_tip():
+    from lipsync_cli.train.refs_losses import landmark_mask
+
+    marks = np.full((68, 2), np.nan, np.float32)
+    t = np.linspace(0, np.pi, 17)
+    marks[0:17] = np.stack([48 - 30 * np.cos(t), 50 + 30 * np.sin(t)], 1)  # a U-shaped jaw below y = 50
+    marks[30] = (48, 45)  # nose tip
+    mask = landmark_mask(marks, 96, dilate=11)
+    assert mask[70, 48] == 1 and mask[46, 48] == 1  # chin area and just under the nose
+    assert mask[20, 48] == 0 and mask[60, 5] == 0  # forehead, far cheek
+    assert mask[50, 48 - 30 - 5] == 1 and mask[50, 48 - 30 - 7] == 0  # dilated by 5 px each side
+    fallback = landmark_mask(np.full((68, 2), np.nan, np.float32), 96)
+    assert fallback[48:].all() and not fallback[:48].any()  # unknown landmarks: the fixed lower half
+
+
+def test_discriminator_loss_has_r1_penalty_and_augmentation_keeps_shapes():
+    from lipsync_cli.models.refs_discriminator import RefsDiscriminator
+    from lipsync_cli.train.refs_losses import diff_augment, discriminator_loss, generator_adv_loss
+
+    torch.manual_seed(0)
+    disc = RefsDiscriminator(size=64, frames=5, base=8)
+    real, fake = torch.rand(2, 3, 5, 32, 64), torch.rand(2, 3, 5, 32, 64)
+    assert diff_augment(real).shape == real.shape
+    assert disc(real).shape == (2, 1)
+    with_r1 = discriminator_loss(disc, real, fake, r1_gamma=10.0)
+    torch.manual_seed(1)
+    without = discriminator_loss(disc, real, fake, r1_gamma=0.0)
+    assert with_r1.item() > without.item() > 0
+    with_r1.backward()
+    assert all(p.grad is not None for p in disc.parameters() if p.requires_grad)
+    assert generator_adv_loss(torch.tensor([[10.0]])) < generator_adv_loss(torch.tensor([[-10.0]]))
+
+
+def test_perceptual_loss_on_random_vgg_needs_no_download():
+    from lipsync_cli.train.refs_losses import Perceptual
+
+    torch.manual_seed(0)
+    loss = Perceptual("random")
+    a = torch.rand(1, 3, 32, 32)
+    assert loss(a, a).item() == 0 and loss(a, torch.rand(1, 3, 32, 32)).item() > 0
+    assert not any(p.requires_grad for p in loss.parameters())
+
+
+def test_stage_schedule_weights_and_lr_annealing():
+    from lipsync_cli.config import RefsConfig
+    from lipsync_cli.train.refs import loss_weights, lr_scale, passes_thresholds, stage_at
+
+    cfg = RefsConfig(stage1_fraction=0.5, anneal_fraction=0.2, l1_threshold=0.1, perceptual_threshold=0.5)
+    assert [stage_at(s, 100, 0.5) for s in (1, 50, 51, 100)] == [1, 1, 2, 2]
+    assert [lr_scale(s, 100, cfg) for s in (1, 40, 41, 50, 51, 90, 100)] == [1, 1, 1, 0.1, 1, 1, 0.1]
+    assert lr_scale(45, 100, cfg) > lr_scale(46, 100, cfg) > lr_scale(50, 100, cfg) > 0  # linear ramp down
+    w1, w1_on, w2 = loss_weights(1, False, cfg), loss_weights(1, True, cfg), loss_weights(2, True, cfg)
+    assert (w1["l1"], w1["perceptual"], w1["mask"], w1["expert"], w1["adv"]) == (1, 0.5, 1, 0, 0)
+    assert (w1_on["expert"], w1_on["adv"]) == (0.01, 0) and (w2["expert"], w2["adv"]) == (0.1, 0.01)
+    assert passes_thresholds({"l1": 0.05, "perceptual": 0.4}, cfg)
+    assert not passes_thresholds({"l1": 0.05, "perceptual": 0.6}, cfg)
+    assert not passes_thresholds({"l1": 0.2, "perceptual": 0.1}, cfg)
+    off = RefsConfig(adversarial=False, mask_head=False, perceptual="off")
+    assert loss_weights(2, True, off)["adv"] == 0 and loss_weights(1, False, off)["mask"] == 0
+
+
+# --- the training task ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_refs_data(tmp_path_factory):
+    from lipsync_cli.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("refs_data"), n_clips=4, seconds=3.0, size=64,
+                                  voice="synthetic")
+
+
+class _Run:
+    """The two Trainer helpers a task calls, for driving train_step by hand on one batch."""
+
+    def autocast(self):
+        return torch.autocast("cpu", enabled=False)
+
+    def optimize(self, loss, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def test_dataset_items_and_references_outside_the_window(synthetic_refs_data):
+    from lipsync_cli.config import RefsConfig
+    from lipsync_cli.data.dataset import ClipStore
+    from lipsync_cli.train.refs_data import RefsDataset
+
+    data = RefsDataset(ClipStore(synthetic_refs_data, "train"), RefsConfig(n_refs=K), seed=0, train=False)
+    item = data[7]
+    assert item["target"].shape == (3, 5, 64, 64) and item["target"].dtype == torch.uint8
+    assert item["masked"][:, :, 32:].max() == 0 and torch.equal(item["masked"][:, :, :32], item["target"][:, :, :32])
+    assert item["refs"].shape == (K, 3, 64, 64) and item["mel"].shape == (5, 1, 80, 16)
+    assert item["target_mask"].shape == (1, 5, 64, 64)
+    clip, start = (int(v) for v in data.index[7])
+    faces = np.asarray(data.store.faces(clip))
+    window = faces[start:start + 5].transpose(0, 3, 1, 2)
+    for ref in item["refs"].numpy():  # every reference is a frame of the clip, none from the target's window
+        assert any(np.array_equal(ref, f.transpose(2, 0, 1)) for f in faces)
+        assert not any(np.array_equal(ref, w) for w in window)
+
+
+def test_task_losses_fall_when_overfitting_one_batch(synthetic_refs_data):
+    from lipsync_cli.config import GeneratorConfig, RefsConfig, TrainConfig
+    from lipsync_cli.train.refs import RefsTask
+
+    torch.manual_seed(0)
+    cfg = RefsConfig(n_refs=K, base=8, perceptual="off", stage1_fraction=0.5)
+    task = RefsTask(GeneratorConfig(arch="refs", refs=cfg), expert=None)
+    train, _ = task.datasets(synthetic_refs_data, seed=0)
+    task.build(torch.device("cpu"), TrainConfig(max_steps=16, lr=2e-3))
+    batch = torch.utils.data.default_collate([train[3]])  # one 5-frame window and its references
+    logs = [task.train_step(batch, step, _Run()) for step in range(1, 17)]
+    for name in ("l1", "mask", "total"):
+        assert logs[-1][name] < 0.85 * logs[0][name], name
+    assert "adv" not in logs[7] and "adv" in logs[8] and "disc" in logs[8]  # stage 2 adds the GAN
+
+
+@pytest.mark.slow
+def test_train_generator_refs_runs_both_stages_and_learns_the_synthetic_set(synthetic_refs_data, tmp_path):
+    """What `lipsync train generator --arch refs` runs, with a small network and no VGG download."""
+    import csv
+    import time
+
+    from ckpt_utils import write_public_checkpoint
+
+    from lipsync_cli.config import GeneratorConfig, RefsConfig, TrainConfig
+    from lipsync_cli.models import load_checkpoint
+    from lipsync_cli.train import train_generator
+
+    expert = write_public_checkpoint(tmp_path / "expert.pth", "syncnet")
+    gen_cfg = GeneratorConfig(arch="refs", refs=RefsConfig(n_refs=K, base=8, perceptual="off"))
+    cfg = TrainConfig(batch_size=2, lr=1e-3, max_steps=40, val_every=20, val_batches=3, ckpt_every=40,
+                      log_every=5, num_workers=0, device="cpu")
+    started = time.perf_counter()
+    run = train_generator(synthetic_refs_data, tmp_path / "run", cfg, gen_cfg, str(expert), quiet=True)
+    print(f"refs training: {time.perf_counter() - started:.0f} s for {cfg.max_steps} steps")
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    val = {(int(r["step"]), r["metric"]): float(r["value"]) for r in rows if r["phase"] == "val"}
+    train = {(int(r["step"]), r["metric"]): float(r["value"]) for r in rows if r["phase"] == "train"}
+    print({k: round(v, 3) for k, v in val.items()})
+    assert val[(40, "l1")] <= 0.7 * val[(0, "l1")]  # held-out masked L1 falls by at least 30%
+    assert val[(40, "mask_iou")] > 0.7
+    assert train[(20, "stage")] == 1 and "adv" not in {m for s, m in train if s == 20}
+    assert train[(40, "stage")] == 2 and (40, "adv") in train and (40, "disc") in train and (40, "expert") in train
+    model = load_checkpoint(run / "last.pt", expect="generator")  # the checkpoint rebuilds the generator
+    assert model.arch == "refs" and model.config["size"] == 64
+    with torch.no_grad():
+        rgb, mask = model(torch.zeros(2, 1, 80, 16), torch.zeros(2, 3, 64, 64),
+                          ref_cache=model.encode_references(torch.rand(1, K, 3, 64, 64)))
+    assert rgb.shape == (2, 3, 64, 64) and mask.shape == (2, 1, 64, 64)

@@ -117,13 +117,13 @@ class RefsTask(Task):
             rgb, mask = self.generate(batch)
             out = self.losses(batch, rgb, mask, weights)
         run.optimize(out["total"], self.optimizers["generator"])
-        logs = {name: float(value) for name, value in out.items() if name != "blended"}
+        logs = {name: value.item() for name, value in out.items() if name != "blended"}
         if weights["adv"] > 0:
             real = lower_halves(images(batch["target"]))
             d_loss = L.discriminator_loss(self.nets["discriminator"], real, lower_halves(out["blended"].float()),
                                           self.cfg.r1_gamma)
             run.optimize(d_loss, self.optimizers["discriminator"])
-            logs["disc"] = float(d_loss)
+            logs["disc"] = d_loss.item()
         return {**logs, "stage": float(stage), "expert_on": float(self.expert_on)}
 
     def generate(self, batch: dict) -> tuple[Tensor, Tensor | None]:

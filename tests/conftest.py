@@ -117,3 +117,20 @@ def wav2lip_ckpt(tmp_path_factory) -> Path:
     from ckpt_utils import write_public_checkpoint
 
     return write_public_checkpoint(tmp_path_factory.mktemp("ckpt") / "wav2lip_gan.pth", "wav2lip", seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_expert(tmp_path_factory) -> Path:
+    """A lip-sync expert really trained (train_expert on CPU: 100 steps of 16, the slowest fixture, many
+    minutes on 2 cores) on the synthetic dataset: good enough to find the sync offset of a synthetic
+    clip. Session-scoped so every test that needs a trained expert shares one run. Returns last.pt."""
+    from lipsync_cli.config import ExpertConfig, TrainConfig
+    from lipsync_cli.data.synthetic import make_synthetic_dataset
+    from lipsync_cli.train import train_expert
+
+    root = tmp_path_factory.mktemp("synthetic_expert")
+    data = make_synthetic_dataset(root / "data", n_clips=8, seconds=4.0, seed=0)
+    steps = 100  # val accuracy ~0.75 by here; enough for the offset search, which averages ~100 windows
+    cfg = TrainConfig(batch_size=16, lr=3e-4, max_steps=steps, val_every=steps, val_batches=2, ckpt_every=steps,
+                      log_every=steps, num_workers=0, device="cpu", seed=0)
+    return train_expert(data, root / "run", cfg, ExpertConfig(), quiet=True) / "last.pt"

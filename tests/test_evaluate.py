@@ -239,3 +239,29 @@ def test_no_face_is_a_clear_input_error(tmp_path, random_expert, speech_wav):
             writer.write(np.full((120, 160, 3), 90, np.uint8))
     with pytest.raises(InputError, match="no face found"):
         evaluate(video, expert=str(random_expert), detector="dlib", device="cpu")
+
+
+# ---- with a trained expert -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(synthetic_expert, tmp_path):
+    """The issue's acceptance test: delaying the audio by 3 frames moves the best offset by 3 ± 1, and the
+    clip's own audio gives a higher confidence than unrelated speech."""
+    from lipsync_cli import media
+    from lipsync_cli.evaluate import evaluate
+
+    video, speech = synthetic_clip(tmp_path, seed=100)  # speech never seen in training
+    late = np.concatenate([np.zeros(3 * SAMPLES_PER_FRAME, np.float32), media.load_audio(speech)])
+    delayed = _write_wav(tmp_path / "delayed.wav", late)
+    _, unrelated = synthetic_clip(tmp_path, seed=200)
+
+    def sync(audio=None) -> dict:
+        return evaluate(video, audio=audio, expert=str(synthetic_expert), box=WHOLE_FRAME, device="cpu")["sync"]
+
+    own, shifted, other = sync(), sync(delayed), sync(unrelated)
+    print(f"own {own}\ndelayed {shifted}\nunrelated {other}")  # pytest -s shows the measured numbers
+    assert abs(own["offset_frames"]) <= 1
+    assert abs(shifted["offset_frames"] - own["offset_frames"] - 3) <= 1
+    assert own["expert_sync_confidence"] > other["expert_sync_confidence"]
+    assert own["expert_sync_loss"] < other["expert_sync_loss"]

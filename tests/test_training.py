@@ -37,8 +37,9 @@ TINY = TrainConfig(batch_size=2, lr=1e-4, max_steps=4, val_every=2, val_batches=
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    """8 clips of 4 s (6 train, 2 val), audio aligned with the mouth."""
-    return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), n_clips=8, seconds=4.0, seed=0)
+    """16 clips of 3 s (12 train, 4 val), audio aligned with the mouth; many short clips give the
+    expert more poses and voices to generalise from than a few long ones."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), n_clips=16, seconds=3.0, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +68,17 @@ def _train_args(data: Path, run: Path, steps: int, ckpt_every: int) -> list[str]
 def test_synthetic_layout_and_mouth_follows_audio(synth, tmp_path):
     manifest = json.loads((synth / "manifest.json").read_text())
     assert manifest["size"] == 96 and manifest["fps"] == 25
-    assert [c["split"] for c in manifest["clips"]].count("val") == 2
+    assert [c["split"] for c in manifest["clips"]].count("val") == 4
     clip = synth / "clips" / manifest["clips"][0]["id"]
     faces, mel = np.load(clip / "faces.npy", mmap_mode="r"), np.load(clip / "mel.npy")
-    assert faces.shape == (100, 96, 96, 3) and faces.dtype == np.uint8
-    assert mel.shape == (80, 321) and mel.dtype == np.float32
-    assert np.load(clip / "boxes.npy").shape == (100, 4) and np.load(clip / "landmarks.npy").shape == (100, 68, 2)
+    assert faces.shape == (75, 96, 96, 3) and faces.dtype == np.uint8
+    assert mel.shape == (80, 241) and mel.dtype == np.float32
+    assert np.load(clip / "boxes.npy").shape == (75, 4) and np.load(clip / "landmarks.npy").shape == (75, 68, 2)
     # the mouth's darkness tracks the loudness in the frame's own mel window, and only there
     dark = -faces[:, 58:74, 36:60].astype(np.float32).mean(axis=(1, 2, 3))
-    loud = mel_windows(mel, np.arange(100) / 25)[:, :, :4].mean(axis=(1, 2))
-    assert np.corrcoef(dark, loud)[0, 1] > 0.6
-    assert abs(np.corrcoef(dark[:-15], loud[15:])[0, 1]) < 0.4
+    loud = mel_windows(mel, np.arange(75) / 25)[:, :, :4].mean(axis=(1, 2))
+    assert np.corrcoef(dark, loud)[0, 1] > 0.8
+    assert abs(np.corrcoef(dark[:-15], loud[15:])[0, 1]) < 0.6  # 0.6 s later: unrelated speech
     # two clips say different things; misaligned data moves the audio by that many frames
     other = np.load(synth / "clips" / manifest["clips"][1]["id"] / "mel.npy")
     assert not np.allclose(mel, other)
@@ -284,14 +285,15 @@ def test_ddp_two_processes_on_cpu_agree(synth, tmp_path):
 def _expert_run(data: Path, run: Path) -> list[tuple[int, float]]:
     from lipsync_cli.train import train_expert
 
-    # Adam 1e-3 (10x the paper's 1e-4, which needs far more steps than a CPU test can afford)
-    cfg = TrainConfig(batch_size=32, lr=1e-3, max_steps=EXPERT_STEPS, val_every=50, val_batches=3,
+    # Adam 1e-3 (10x the paper's 1e-4, which needs far more steps than a CPU test can afford),
+    # falling linearly to 0: at a constant 1e-3 the accuracy peaks early and then drifts back
+    cfg = TrainConfig(batch_size=32, lr=1e-3, lr_anneal=1.0, max_steps=EXPERT_STEPS, val_every=50, val_batches=3,
                       ckpt_every=10**6, log_every=25, num_workers=0, device="cpu")
     train_expert(data, run, cfg, ExpertConfig(), quiet=True)
     return read_metrics(run, "val", "acc")
 
 
-EXPERT_STEPS = 150
+EXPERT_STEPS = 200
 
 
 def test_expert_learns_synthetic_sync(synth, tmp_path):
@@ -301,7 +303,7 @@ def test_expert_learns_synthetic_sync(synth, tmp_path):
 
 
 def test_expert_cannot_learn_misaligned_audio(tmp_path):
-    data = make_synthetic_dataset(tmp_path / "mis", n_clips=8, seconds=4.0, seed=0, misaligned_frames=15)
+    data = make_synthetic_dataset(tmp_path / "mis", n_clips=16, seconds=3.0, seed=0, misaligned_frames=15)
     acc = _expert_run(data, tmp_path / "run")
     assert max(a for _, a in acc) < 0.80, acc
 

@@ -29,7 +29,7 @@ from lipsync_cli.config import TrainConfig
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
 from lipsync_cli.train import checkpoints
 from lipsync_cli.train.log import RunLog
-from lipsync_cli.train.schedules import constant_lr, due
+from lipsync_cli.train.schedules import constant_lr, due, linear_anneal
 
 
 class TrainingInterrupted(LipsyncError):
@@ -275,7 +275,9 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _set_lr(self) -> None:
-        factor = self.task.lr_factor(self.step, self.cfg.max_steps)
+        max_steps = self.cfg.max_steps
+        factor = self.task.lr_factor(self.step, max_steps) * linear_anneal(
+            self.step, round(max_steps * (1 - self.cfg.lr_anneal)), max_steps)
         for opt in self.task.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * factor

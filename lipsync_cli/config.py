@@ -76,6 +76,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0  # RNG seed
     resume: bool = False  # continue from RUN_DIR/last.pt
+    lr_anneal: float = 0.0  # last share of max_steps over which the LR falls linearly to 0 (0: constant, as Wav2Lip)
 
 
 @dataclass(frozen=True)

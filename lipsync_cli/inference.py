@@ -85,6 +85,10 @@ class Generator:
         return int(self.model.config.get("size", 96))
 
     @property
+    def n_refs(self) -> int:
+        return int(self.model.config.get("n_refs", 1))
+
+    @property
     def predicts_mask(self) -> bool:
         return self.arch == "refs" and self.model.config.get("mask_head", True)
 

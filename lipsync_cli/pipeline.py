@@ -69,9 +69,9 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
             plan = framing.source_plan(n_out, len(track.boxes), cfg.loop)
             n_used = len(track.boxes)
         edit = track_edit_weights(track, cfg)
-        if generator.arch == "refs":
+        if generator.arch == "refs" and edit.any():
             with stages.time("refs"):
-                generator.set_references(reference_crops(video, info, track, generator.size))
+                generator.set_references(reference_crops(video, info, track, generator.size, generator.n_refs))
         stages.bar("dub", n_out)
         shape = (info.height, info.width, 3)
         with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer, \
@@ -172,12 +172,12 @@ def track_edit_weights(track, cfg: DubConfig) -> np.ndarray:
     return tracking.edit_weights(track, cfg.faces.crossfade_frames)
 
 
-def reference_crops(video: Path, info, track, size: int) -> np.ndarray:
+def reference_crops(video: Path, info, track, size: int, n_refs: int) -> np.ndarray:
     """Refs family: the K KMeans-chosen reference crops of this clip, (K, S, S, 3) uint8 RGB."""
     from lipsync_cli import references
     from lipsync_cli.faces.crop import crop
 
-    picks = references.select_references(track.boxes, track.landmarks)
+    picks = references.select_references(track.landmarks, track.boxes, k=n_refs)
     wanted = set(int(i) for i in picks)
     crops = {}
     for i, frame in zip(range(int(max(picks)) + 1), _decode(video, info)):

@@ -1,0 +1,51 @@
+"""`lipsync dub --model <refs checkpoint>`: KMeans references encoded once per clip, predicted mask used."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+
+from lipsync_cli.config import DubConfig, FaceConfig
+from lipsync_cli.inference import load_generator
+from lipsync_cli.models import save_checkpoint
+from lipsync_cli.models.refs import RefsGenerator
+from lipsync_cli.pipeline import dub
+
+
+@pytest.fixture(scope="module")
+def refs_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = RefsGenerator(size=96, n_refs=4, base=8)
+    path = tmp_path_factory.mktemp("refs") / "refs.pt"
+    save_checkpoint(path, model)
+    return path
+
+
+def test_reference_encoder_runs_k_times_per_clip(tmp_path, face_clip, speech_wav, refs_ckpt):
+    gen = load_generator(str(refs_ckpt), device="cpu", batch_size=8)  # many batches per clip
+    encoded = []
+    gen.model.reference_encoder.register_forward_hook(lambda mod, inp, out: encoded.append(inp[0].shape[0]))
+    cfg = DubConfig(model=str(refs_ckpt), faces=FaceConfig(detector="dlib"), quiet=True, device="cpu", chunk_frames=16)
+    result = dub(face_clip, speech_wav, tmp_path / "out.mp4", cfg, generator=gen)
+    assert result.frames_edited > 0.9 * result.frames
+    assert result.frames > 8 * 4, "several batches must have run"
+    assert sum(encoded) == 4, f"reference encoder saw {encoded} crops; expected K=4 once per clip"
+
+
+def test_refs_checkpoint_dubs_shared_clip_and_still_image(tmp_path, face_image, refs_ckpt):
+    video = shared_path("media", "05_turned_head_224_glasses.mp4")
+    audio = shared_path("media", "02b_dub_audio_en_16k.wav")
+    short = tmp_path / "short.wav"
+    from conftest import ffmpeg_bin
+
+    subprocess.run([ffmpeg_bin(), "-v", "error", "-i", str(audio), "-t", "2", str(short)], check=True)
+    for src, name in ((video, "clip.mp4"), (face_image, "still.mp4")):
+        out = tmp_path / name
+        proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", str(src), str(short), "-o", str(out),
+                               "--model", str(refs_ckpt), "--detector", "dlib", "--device", "cpu"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert out.is_file() and "edited" in proc.stderr

@@ -71,6 +71,10 @@ def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1)) 
     jobs = shard_jobs(read_jobs(jobs_file), shard)
     row_cfg = replace(cfg, force=False, quiet=True)
     models = _Models(cfg)
+    if any(not job.output.exists() for job in jobs):
+        # Load once before the first row: a wrong --model or detector (weights missing, bad checkpoint) is one
+        # error and its own exit code, not the same failure repeated on every row of a long batch.
+        models.generator(), models.detector()
     outcomes = []
     for job in jobs:
         if job.output.exists():

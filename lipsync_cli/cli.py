@@ -29,6 +29,7 @@ weights_app = typer.Typer(help="List, download, verify and locate model weights.
 app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 
+DETECTOR_HELP = "Face backend: face_alignment, face_alignment:<its detector> (sfd, blazeface) or dlib."
 VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
@@ -73,7 +74,7 @@ def dub(
     audio: Optional[Path] = typer.Argument(None, help="New speech: any file with an audio stream."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output mp4 (default: <video stem>_dubbed.mp4 next to VIDEO)."),
     model: str = typer.Option("wav2lip_gan", "--model", "-m", help="weights.toml name or checkpoint path."),
-    detector: str = typer.Option("face_alignment", "--detector", help="Face backend: face_alignment or dlib."),
+    detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
     box: Optional[List[int]] = typer.Option(None, "--box", help="Fixed face box X1 Y1 X2 Y2 (skips detection).", show_default=False),
     face: str = typer.Option("largest", "--face", help="Which face when several: largest, center or an index N."),
     pads: Optional[List[int]] = typer.Option(None, "--pads", help="Padding T B L R around the face box, pixels [default: 0 10 0 0]."),
@@ -123,7 +124,7 @@ def preprocess(
     src: Path = typer.Argument(..., help="Folder of videos, flat or speaker/clip.mp4 nested."),
     out: Path = typer.Argument(..., help="Dataset folder to write (re-runs skip finished clips)."),
     size: int = typer.Option(96, "--size", min=32, help="Face crop side in pixels."),
-    detector: str = typer.Option("face_alignment", "--detector", help="Face backend: face_alignment or dlib."),
+    detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
     workers: int = typer.Option(1, "--workers", min=1, help="Clips processed in parallel."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Process clips i of n, as i/n."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9, help="Share of clips held out for validation."),
@@ -176,14 +177,22 @@ def train_generator(
     data: Path = typer.Argument(..., help="Dataset folder written by `lipsync preprocess`."),
     expert: str = typer.Option(..., "--expert", help="Expert checkpoint (path or weights.toml name), kept frozen."),
     run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder for checkpoints and logs."),
-    arch: str = typer.Option("wav2lip", "--arch", help="wav2lip or refs."),
-    gan: bool = typer.Option(False, "--gan", help="Add the visual-quality discriminator."),
+    arch: str = typer.Option("wav2lip", "--arch", help="wav2lip or refs (the reference-attention generator)."),
+    gan: Optional[bool] = typer.Option(None, "--gan/--no-gan", show_default=False,
+                                       help="Adversarial training [default: off for wav2lip, on (stage 2) for refs]."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
-    lr: float = typer.Option(1e-4, "--lr"),
+    lr: Optional[float] = typer.Option(None, "--lr", show_default=False, help="Adam LR [default: 1e-4 wav2lip, 2e-4 refs]."),
     max_steps: int = typer.Option(200_000, "--max-steps", min=1),
     val_every: int = typer.Option(1000, "--val-every", min=1),
     ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
-    sync_threshold: float = typer.Option(0.75, "--sync-threshold", help="Validation sync loss that switches the sync loss on."),
+    sync_threshold: float = typer.Option(0.75, "--sync-threshold", help="wav2lip: validation sync loss that switches the sync loss on."),
+    refs_k: int = typer.Option(10, "--refs", min=1, help="refs: K KMeans reference frames per clip."),
+    base: int = typer.Option(32, "--base", min=4, help="refs: channels of the first encoder level."),
+    perceptual: str = typer.Option("imagenet", "--perceptual", help="refs: VGG-16 weights of the perceptual loss: imagenet, random or off."),
+    reference_mode: str = typer.Option("kmeans", "--reference-mode", help="refs: kmeans (K references) or random (1 random reference, ablation)."),
+    attention: bool = typer.Option(True, "--attention/--mean-refs", help="refs: audio-keyed attention over references, or their mean (ablation)."),
+    mask_head: bool = typer.Option(True, "--mask-head/--no-mask-head", help="refs: predict the blend mask (off: landmark mask, ablation)."),
+    residual: bool = typer.Option(True, "--residual/--no-residual", help="refs: residual encoder blocks (off: plain, ablation)."),
     device: str = typer.Option("auto", "--device"),
     workers: int = typer.Option(2, "--workers", min=0),
     seed: int = typer.Option(0, "--seed"),
@@ -192,13 +201,22 @@ def train_generator(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Train a generator (Wav2Lip architecture or the reference-attention one)."""
-    from lipsync_cli.config import GeneratorConfig
+    from lipsync_cli.config import GeneratorConfig, RefsConfig
     from lipsync_cli.train import train_generator as run
 
     if arch not in ("wav2lip", "refs"):
         raise UsageError(f"--arch must be wav2lip or refs, got {arch!r}")
+    if perceptual not in ("imagenet", "random", "off"):
+        raise UsageError(f"--perceptual must be imagenet, random or off, got {perceptual!r}")
+    if reference_mode not in ("kmeans", "random"):
+        raise UsageError(f"--reference-mode must be kmeans or random, got {reference_mode!r}")
+    refs = RefsConfig(n_refs=refs_k, base=base, perceptual=perceptual, reference_mode=reference_mode,
+                      attention=attention, mask_head=mask_head, residual=residual,
+                      adversarial=True if gan is None else gan)
+    gen_cfg = GeneratorConfig(arch=arch, refs=refs, gan=bool(gan), sync_threshold=sync_threshold)
+    lr = lr if lr is not None else (2e-4 if arch == "refs" else 1e-4)
     cfg = _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume)
-    run(data, run_dir, cfg, GeneratorConfig(arch=arch, gan=gan, sync_threshold=sync_threshold), expert, quiet=quiet)
+    run(data, run_dir, cfg, gen_cfg, expert, quiet=quiet)
 
 
 @app.command()
@@ -207,7 +225,7 @@ def evaluate(
     audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to check against (default: the video's own audio)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video: adds PSNR, SSIM, LMD, sharpness."),
     expert: str = typer.Option("lipsync_expert", "--expert", help="Expert checkpoint (path or weights.toml name)."),
-    detector: str = typer.Option("face_alignment", "--detector", help="Face backend: face_alignment or dlib."),
+    detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option("auto", "--device"),
     verbose: bool = VerboseOpt,

@@ -120,7 +120,6 @@ class GeneratorConfig:
 
     arch: str = "wav2lip"  # "wav2lip" or "refs"
     refs: RefsConfig = field(default_factory=RefsConfig)  # settings of the "refs" architecture
-    size: int = 96  # face crop side (multiple of 32 for "refs")
     sync_weight: float = 0.03  # weight of the expert sync loss once enabled
     sync_threshold: float = 0.75  # validation sync loss below which the sync loss is switched on
     gan: bool = False  # train with the visual-quality discriminator

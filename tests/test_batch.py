@@ -159,3 +159,14 @@ def test_cli_missing_column_is_one_line_error(tmp_path):
 def test_cli_bad_shard_is_usage_error(tmp_path, shard):
     proc = run_jobs(write_jobs(tmp_path / "jobs.csv", 2), "--shard", shard, "-q")
     assert proc.returncode == 2 and proc.stderr.startswith("error: --shard"), proc.stderr
+
+
+def test_cli_bad_model_fails_once_before_any_row(tmp_path):
+    """A corrupt --model is one error for the whole batch (not the same failure on every row)."""
+    model = tmp_path / "bad.pth"
+    model.write_bytes(b"junk")
+    proc = run_jobs(write_jobs(tmp_path / "jobs.csv", 3), model=model)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "bad.pth" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

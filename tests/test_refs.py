@@ -363,3 +363,31 @@ def test_train_generator_refs_runs_both_stages_and_learns_the_synthetic_set(synt
         rgb, mask = model(torch.zeros(2, 1, 80, 16), torch.zeros(2, 3, 64, 64),
                           ref_cache=model.encode_references(torch.rand(1, K, 3, 64, 64)))
     assert rgb.shape == (2, 3, 64, 64) and mask.shape == (2, 1, 64, 64)
+
+
+def test_cli_train_generator_refs_switches_reach_the_checkpoint(synthetic_refs_data, tmp_path):
+    """The ablation switches of `lipsync train generator --arch refs` end up in the saved network's config."""
+    import subprocess
+    import sys
+
+    from ckpt_utils import write_public_checkpoint
+
+    from lipsync_cli.models import load_checkpoint
+
+    expert = write_public_checkpoint(tmp_path / "expert.pth", "syncnet")
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "lipsync_cli", "train", "generator", str(synthetic_refs_data), "--arch", "refs",
+            "--expert", str(expert), "-o", str(run), "--max-steps", "2", "--val-every", "2", "--ckpt-every", "2",
+            "--batch-size", "2", "--workers", "0", "--device", "cpu", "--refs", "3", "--base", "8",
+            "--perceptual", "off", "--mean-refs", "--no-residual", "--no-gan", "-q"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    model = load_checkpoint(run / "last.pt", expect="generator")
+    assert {k: model.config[k] for k in ("n_refs", "base", "attention", "residual", "mask_head")} == \
+        dict(n_refs=3, base=8, attention=False, residual=False, mask_head=True)
+    train_state = torch.load(run / "last.pt", weights_only=True)["train"]
+    assert "generator" in train_state["optimizers"]
+    assert "discriminator" not in train_state["optimizers"] and "discriminator" not in train_state["nets"]  # --no-gan
+
+    bad = subprocess.run(args[:-1] + ["--perceptual", "vgg19"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --perceptual"), bad.stderr

@@ -4,7 +4,7 @@ Two stages over max_steps (stage 1 takes RefsConfig.stage1_fraction of them):
 - stage 1: L1 inside the landmark mask (1), VGG perceptual (0.5), mask BCE (1); the expert sync loss is 0
   until validation masked L1 and perceptual loss are both below their thresholds, then 0.01 (a latch);
 - stage 2: the same plus expert sync 0.1 and the multi-frame discriminator's adversarial loss 0.01.
-Adam for generator and discriminator at TrainConfig.lr (the issue's 2e-4: pass --lr 2e-4), the LR falling
+Adam for generator and discriminator at TrainConfig.lr (the CLI defaults to 2e-4 for refs), the LR falling
 linearly to 0 over the last anneal_fraction of each stage. The schedule is pure functions of the step (and
 of the latched flag the checkpoint keeps), so a resumed run follows the unbroken run's schedule.
 """
@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from lipsync_cli.config import GeneratorConfig, RefsConfig, TrainConfig
+from lipsync_cli.errors import InputError
 from lipsync_cli.train import refs_losses as L
 from lipsync_cli.train.trainer import Task
 
@@ -79,6 +80,9 @@ class RefsTask(Task):
 
         train, val = ClipStore(data, "train"), ClipStore(data, "val")
         self.size = train.size  # the crops decide the network's resolution
+        if self.size % 32:
+            raise InputError(f"the refs generator needs crops whose side is a multiple of 32, but {data} has "
+                             f"{self.size}x{self.size}: re-run `lipsync preprocess --size 96` (or 128, 256)")
         return RefsDataset(train, self.cfg, seed, train=True), RefsDataset(val, self.cfg, seed, train=False)
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:

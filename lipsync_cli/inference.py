@@ -139,7 +139,10 @@ class Generator:
                 rgb, mask = self.model(mel, torch.cat([masked, faces], dim=1)), None
         rgb = (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         if mask is not None:
-            mask = mask.float().clamp(0, 1)[:, 0].cpu().numpy()
+            from lipsync_cli.models.refs import gaussian_blur
+
+            with torch.inference_mode():  # blurred as in training's blend, so dubbing pastes what the losses saw
+                mask = gaussian_blur(mask.float().clamp(0, 1))[:, 0].cpu().numpy()
         return rgb, mask
 
 

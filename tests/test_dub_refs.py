@@ -49,3 +49,26 @@ def test_refs_checkpoint_dubs_shared_clip_and_still_image(tmp_path, face_image, 
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert out.is_file() and "edited" in proc.stderr
+
+
+def test_dub_blends_with_the_blurred_predicted_mask(refs_ckpt):
+    """The mask handed to blending is the network's mask blurred (k 5, sigma 3) exactly as in training's blend:
+    a hard-edged prediction reaches the frame softened, never as a visible step."""
+    from lipsync_cli.models.refs import gaussian_blur
+
+    gen = load_generator(str(refs_ckpt), device="cpu", batch_size=4)
+    rng = np.random.default_rng(0)
+    gen.set_references(rng.integers(0, 256, (4, 96, 96, 3), dtype=np.uint8))
+    hard = torch.zeros(1, 1, 96, 96)
+    hard[..., 48:, 20:76] = 1.0  # a box-shaped prediction
+
+    def hard_mask_model(mel, masked, ref_cache=None):
+        return torch.full((len(mel), 3, 96, 96), 0.5), hard.expand(len(mel), -1, -1, -1)
+
+    gen.model.forward = hard_mask_model
+    _, masks = gen(rng.standard_normal((3, 80, 16)).astype(np.float32),
+                   rng.integers(0, 256, (3, 96, 96, 3), dtype=np.uint8))
+    assert masks.shape == (3, 96, 96)
+    np.testing.assert_allclose(masks[0], gaussian_blur(hard)[0, 0].numpy(), atol=1e-6)
+    steps = np.abs(np.diff(masks[0], axis=1)).max()
+    assert steps < 0.5, f"largest jump between neighbouring mask pixels {steps:.2f}: not softened"

@@ -21,6 +21,18 @@ from torch.nn import functional as F
 
 EMBED_DIM = 512  # size of every encoder's embedding (the issue's 512-d)
 N_LEVELS = 5  # strided downsamplings: S → S/32, hence "size multiple of 32"
+BLEND_KERNEL, BLEND_SIGMA = 5, 3.0  # the blur applied to the predicted mask before blending (training and dubbing)
+
+
+def gaussian_blur(x: torch.Tensor, k: int = BLEND_KERNEL, sigma: float = BLEND_SIGMA) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with replicate padding (edges keep their value)."""
+    t = torch.arange(k, device=x.device, dtype=x.dtype) - (k - 1) / 2
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.pad(x, (k // 2,) * 4, mode="replicate")
+    x = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    return F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
 
 
 def mouth_region(refs: torch.Tensor) -> torch.Tensor:

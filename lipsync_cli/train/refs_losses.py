@@ -12,23 +12,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lipsync_cli.errors import WeightsError
+from lipsync_cli.models.refs import gaussian_blur
 
 log = logging.getLogger(__name__)
 
-BLEND_KERNEL, BLEND_SIGMA = 5, 3.0  # the blur applied to the predicted mask before blending
 VGG_LAYERS = (15, 22, 29)  # torchvision vgg16.features indices of relu3_3, relu4_3, relu5_3 (mid-to-high)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def gaussian_blur(x: Tensor, k: int = BLEND_KERNEL, sigma: float = BLEND_SIGMA) -> Tensor:
-    """Separable Gaussian blur of (B, C, H, W) with replicate padding (edges keep their value)."""
-    t = torch.arange(k, device=x.device, dtype=x.dtype) - (k - 1) / 2
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    c = x.shape[1]
-    x = F.pad(x, (k // 2,) * 4, mode="replicate")
-    x = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
-    return F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
 
 
 def blend(generated: Tensor, target: Tensor, mask: Tensor) -> Tensor:

@@ -141,6 +141,16 @@ def preprocess(
     run_preprocess(src, out, cfg, quiet=quiet)
 
 
+# Options shared by both `train` commands (the Trainer's settings, TrainConfig).
+MaxStepsOpt = typer.Option(200_000, "--max-steps", min=1, help="Total optimisation steps.")
+ValEveryOpt = typer.Option(1000, "--val-every", min=1, help="Steps between validations.")
+CkptEveryOpt = typer.Option(1000, "--ckpt-every", min=1, help="Steps between checkpoints.")
+TrainDeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda (torchrun: one GPU per process).")
+WorkersOpt = typer.Option(2, "--workers", min=0, help="DataLoader worker processes.")
+SeedOpt = typer.Option(0, "--seed", help="RNG seed.")
+ResumeOpt = typer.Option(False, "--resume", help="Continue from RUN_DIR/last.pt.")
+
+
 def _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume):
     from lipsync_cli.config import TrainConfig
 
@@ -154,13 +164,13 @@ def train_expert(
     run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder for checkpoints and logs."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(1e-4, "--lr"),
-    max_steps: int = typer.Option(200_000, "--max-steps", min=1),
-    val_every: int = typer.Option(1000, "--val-every", min=1),
-    ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
-    device: str = typer.Option("auto", "--device"),
-    workers: int = typer.Option(2, "--workers", min=0),
-    seed: int = typer.Option(0, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/last.pt."),
+    max_steps: int = MaxStepsOpt,
+    val_every: int = ValEveryOpt,
+    ckpt_every: int = CkptEveryOpt,
+    device: str = TrainDeviceOpt,
+    workers: int = WorkersOpt,
+    seed: int = SeedOpt,
+    resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
@@ -182,9 +192,9 @@ def train_generator(
                                        help="Adversarial training [default: off for wav2lip, on (stage 2) for refs]."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     lr: Optional[float] = typer.Option(None, "--lr", show_default=False, help="Adam LR [default: 1e-4 wav2lip, 2e-4 refs]."),
-    max_steps: int = typer.Option(200_000, "--max-steps", min=1),
-    val_every: int = typer.Option(1000, "--val-every", min=1),
-    ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
+    max_steps: int = MaxStepsOpt,
+    val_every: int = ValEveryOpt,
+    ckpt_every: int = CkptEveryOpt,
     sync_threshold: float = typer.Option(0.75, "--sync-threshold", help="wav2lip: validation sync loss that switches the sync loss on."),
     refs_k: int = typer.Option(10, "--refs", min=1, help="refs: K KMeans reference frames per clip."),
     base: int = typer.Option(32, "--base", min=4, help="refs: channels of the first encoder level."),
@@ -193,10 +203,10 @@ def train_generator(
     attention: bool = typer.Option(True, "--attention/--mean-refs", help="refs: audio-keyed attention over references, or their mean (ablation)."),
     mask_head: bool = typer.Option(True, "--mask-head/--no-mask-head", help="refs: predict the blend mask (off: landmark mask, ablation)."),
     residual: bool = typer.Option(True, "--residual/--no-residual", help="refs: residual encoder blocks (off: plain, ablation)."),
-    device: str = typer.Option("auto", "--device"),
-    workers: int = typer.Option(2, "--workers", min=0),
-    seed: int = typer.Option(0, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/last.pt."),
+    device: str = TrainDeviceOpt,
+    workers: int = WorkersOpt,
+    seed: int = SeedOpt,
+    resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:

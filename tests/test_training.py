@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import expert_learnability_config
+
 from lipsync_cli.config import ExpertConfig, GeneratorConfig, TrainConfig
 from lipsync_cli.data.dataset import ClipStore, ExpertDataset, GeneratorDataset, stack_frames
 from lipsync_cli.data.synthetic import make_synthetic_dataset, mouth_openness
@@ -33,13 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # tiny runs for the machinery tests: 2 samples per step, 1 validation batch, nothing on the console
 TINY = TrainConfig(batch_size=2, lr=1e-4, max_steps=4, val_every=2, val_batches=1, ckpt_every=2, keep_last=2,
                    log_every=1, num_workers=0, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    """16 clips of 3 s (12 train, 4 val), audio aligned with the mouth; many short clips give the
-    expert more poses and voices to generalise from than a few long ones."""
-    return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), n_clips=16, seconds=3.0, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +60,11 @@ def _train_args(data: Path, run: Path, steps: int, ckpt_every: int) -> list[str]
 
 # ---------------------------------------------------------------- synthetic data and datasets
 
-def test_synthetic_layout_and_mouth_follows_audio(synth, tmp_path):
-    manifest = json.loads((synth / "manifest.json").read_text())
+def test_synthetic_layout_and_mouth_follows_audio(synthetic_data, tmp_path):
+    manifest = json.loads((synthetic_data / "manifest.json").read_text())
     assert manifest["size"] == 96 and manifest["fps"] == 25
     assert [c["split"] for c in manifest["clips"]].count("val") == 4
-    clip = synth / "clips" / manifest["clips"][0]["id"]
+    clip = synthetic_data / "clips" / manifest["clips"][0]["id"]
     faces, mel = np.load(clip / "faces.npy", mmap_mode="r"), np.load(clip / "mel.npy")
     assert faces.shape == (75, 96, 96, 3) and faces.dtype == np.uint8
     assert mel.shape == (80, 241) and mel.dtype == np.float32
@@ -80,7 +75,7 @@ def test_synthetic_layout_and_mouth_follows_audio(synth, tmp_path):
     assert np.corrcoef(dark, loud)[0, 1] > 0.8
     assert abs(np.corrcoef(dark[:-15], loud[15:])[0, 1]) < 0.6  # 0.6 s later: unrelated speech
     # two clips say different things; misaligned data moves the audio by that many frames
-    other = np.load(synth / "clips" / manifest["clips"][1]["id"] / "mel.npy")
+    other = np.load(synthetic_data / "clips" / manifest["clips"][1]["id"] / "mel.npy")
     assert not np.allclose(mel, other)
     shifted = make_synthetic_dataset(tmp_path / "mis", n_clips=1, seconds=4.0, seed=0, misaligned_frames=15)
     faces_m = np.load(shifted / "clips" / "synth" / "clip000" / "faces.npy")
@@ -98,8 +93,8 @@ def test_synthetic_speech_without_espeak(tmp_path):
     assert mouth_openness(np.zeros(16000, np.float32), 25).max() == 0  # silence keeps it shut
 
 
-def test_expert_dataset_positives_negatives(synth):
-    store = ClipStore(synth, "train")
+def test_expert_dataset_positives_negatives(synthetic_data):
+    store = ClipStore(synthetic_data, "train")
     data = ExpertDataset(store, seed=0, min_offset=5)
     labels = []
     for idx in range(0, len(data), 7):
@@ -119,8 +114,8 @@ def test_expert_dataset_positives_negatives(synth):
     assert 0.35 < np.mean(labels) < 0.65
 
 
-def test_generator_dataset_masks_and_references(synth):
-    store = ClipStore(synth, "train")
+def test_generator_dataset_masks_and_references(synthetic_data):
+    store = ClipStore(synthetic_data, "train")
     data = GeneratorDataset(store, seed=0)
     item = data[40]
     clip, start = data.index[40]
@@ -151,14 +146,14 @@ def test_schedules_are_pure():
 
 # ---------------------------------------------------------------- the Trainer's machinery
 
-def test_generator_run_with_gan_and_sync_loads_for_dubbing(synth, expert_ckpt, tmp_path):
+def test_generator_run_with_gan_and_sync_loads_for_dubbing(synthetic_data, expert_ckpt, tmp_path):
     from lipsync_cli.models import checkpoint_kind, load_checkpoint
     from lipsync_cli.train import train_generator
 
     run = tmp_path / "gen"
     # threshold 10: the random expert's sync loss (~0.7) switches the sync loss on at the first validation
     gen_cfg = GeneratorConfig(gan=True, sync_threshold=10.0)
-    train_generator(synth, run, replace(TINY, max_steps=1, val_every=1), gen_cfg, str(expert_ckpt), quiet=True)
+    train_generator(synthetic_data, run, replace(TINY, max_steps=1, val_every=1), gen_cfg, str(expert_ckpt), quiet=True)
     train_names = {name for _, name in _rows(run, "train")}
     assert {"l1", "sync", "adv", "disc"} <= train_names
     assert read_metrics(run, "train", "sync_weight")[-1][1] == pytest.approx(0.03)
@@ -195,9 +190,9 @@ def test_refs_arch_dispatch():
         assert isinstance(task, RefsTask) and isinstance(task, Task)
 
 
-def test_kill9_then_resume_continues_exactly(synth, tmp_path):
+def test_kill9_then_resume_continues_exactly(synthetic_data, tmp_path):
     run = tmp_path / "run"
-    proc = _cli(*_train_args(synth, run, steps=10_000, ckpt_every=2))
+    proc = _cli(*_train_args(synthetic_data, run, steps=10_000, ckpt_every=2))
     deadline = time.time() + 240
     while not list(run.glob("step_00000004.pt")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -206,7 +201,7 @@ def test_kill9_then_resume_continues_exactly(synth, tmp_path):
     saved = torch.load(run / "last.pt", weights_only=True)
     step = saved["train"]["step"]
     assert step >= 4 and step % 2 == 0
-    resumed = _cli(*_train_args(synth, run, steps=step + 2, ckpt_every=2), "--resume")
+    resumed = _cli(*_train_args(synthetic_data, run, steps=step + 2, ckpt_every=2), "--resume")
     out = resumed.communicate(timeout=240)[0]
     assert resumed.returncode == 0, out
     final = torch.load(run / "last.pt", weights_only=True)
@@ -216,16 +211,16 @@ def test_kill9_then_resume_continues_exactly(synth, tmp_path):
     assert int(adam["step"]) == step + 2
     # and the result equals an unbroken run of the same length (same data order, RNG, moments)
     whole = tmp_path / "whole"
-    straight = _cli(*_train_args(synth, whole, steps=step + 2, ckpt_every=1000))
+    straight = _cli(*_train_args(synthetic_data, whole, steps=step + 2, ckpt_every=1000))
     assert straight.wait(timeout=300) == 0
     reference = torch.load(whole / "last.pt", weights_only=True)["state_dict"]
     for name, value in final["state_dict"].items():
         torch.testing.assert_close(value, reference[name], msg=name)
 
 
-def test_sigterm_writes_a_final_checkpoint(synth, tmp_path):
+def test_sigterm_writes_a_final_checkpoint(synthetic_data, tmp_path):
     run = tmp_path / "run"
-    proc = _cli(*_train_args(synth, run, steps=10_000, ckpt_every=10_000))
+    proc = _cli(*_train_args(synthetic_data, run, steps=10_000, ckpt_every=10_000))
     deadline = time.time() + 240
     while not _rows_safe(run) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -265,12 +260,12 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, run: str, out: str)
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, Path(out) / f"rank{rank}.pt")
 
 
-def test_ddp_two_processes_on_cpu_agree(synth, tmp_path):
+def test_ddp_two_processes_on_cpu_agree(synthetic_data, tmp_path):
     import torch.multiprocessing as mp
 
     run, out = tmp_path / "run", tmp_path / "params"
     out.mkdir()
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(synth), str(run), str(out)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(synthetic_data), str(run), str(out)), nprocs=2, join=True)
     a, b = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     start = torch.load(run / "last.pt", weights_only=True)
     assert start["train"]["world_size"] == 2 and start["train"]["step"] == 3
@@ -282,38 +277,30 @@ def test_ddp_two_processes_on_cpu_agree(synth, tmp_path):
 
 # ---------------------------------------------------------------- learnability (the real 96x96 networks)
 
-def _expert_run(data: Path, run: Path) -> list[tuple[int, float]]:
-    from lipsync_cli.train import train_expert
-
-    # Adam 1e-3 (10x the paper's 1e-4, which needs far more steps than a CPU test can afford),
-    # falling linearly to 0: at a constant 1e-3 the accuracy peaks early and then drifts back
-    cfg = TrainConfig(batch_size=32, lr=1e-3, lr_anneal=1.0, max_steps=EXPERT_STEPS, val_every=50, val_batches=3,
-                      ckpt_every=10**6, log_every=25, num_workers=0, device="cpu")
-    train_expert(data, run, cfg, ExpertConfig(), quiet=True)
-    return read_metrics(run, "val", "acc")
-
-
-EXPERT_STEPS = 200
-
-
-def test_expert_learns_synthetic_sync(synth, tmp_path):
-    acc = _expert_run(synth, tmp_path / "run")
+def test_expert_learns_synthetic_sync(synthetic_expert_run):
+    """The shared trained expert (conftest): chance at first, >= 80% held-out accuracy by the end."""
+    acc = read_metrics(synthetic_expert_run, "val", "acc")
+    assert acc[0][0] == 0 and acc[-1][0] == expert_learnability_config().max_steps
     assert acc[0][1] < 0.65  # untrained: chance
     assert max(a for _, a in acc) >= 0.80, acc
 
 
 def test_expert_cannot_learn_misaligned_audio(tmp_path):
+    """The same training on a copy whose audio is shifted by 15 frames must not reach that accuracy."""
+    from lipsync_cli.train import train_expert
+
     data = make_synthetic_dataset(tmp_path / "mis", n_clips=16, seconds=3.0, seed=0, misaligned_frames=15)
-    acc = _expert_run(data, tmp_path / "run")
+    run = train_expert(data, tmp_path / "run", expert_learnability_config(), ExpertConfig(), quiet=True)
+    acc = read_metrics(run, "val", "acc")
     assert max(a for _, a in acc) < 0.80, acc
 
 
-def test_generator_masked_l1_falls(synth, expert_ckpt, tmp_path):
+def test_generator_masked_l1_falls(synthetic_data, expert_ckpt, tmp_path):
     from lipsync_cli.train import train_generator
 
     run = tmp_path / "run"
     cfg = TrainConfig(batch_size=2, lr=1e-3, max_steps=60, val_every=30, val_batches=4, ckpt_every=10**6,
                       log_every=10, num_workers=0, device="cpu")
-    train_generator(synth, run, cfg, GeneratorConfig(), str(expert_ckpt), quiet=True)
+    train_generator(synthetic_data, run, cfg, GeneratorConfig(), str(expert_ckpt), quiet=True)
     l1 = read_metrics(run, "val", "l1_masked")
     assert l1[0][0] == 0 and l1[-1][1] <= 0.7 * l1[0][1], l1

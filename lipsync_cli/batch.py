@@ -79,20 +79,25 @@ def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1)) 
     for job in jobs:
         if job.output.exists():
             outcomes.append(Outcome(job, "skipped", "output exists"))
-            continue
-        try:
-            dub(job.video, job.audio, job.output, row_cfg, generator=models.generator(), detector=models.detector())
-            outcomes.append(Outcome(job, "done"))
-        except LipsyncError as err:
-            outcomes.append(Outcome(job, "failed", str(err)))
-        except Exception as err:  # one broken row must not stop thousands of others
-            log.debug("row %d failed", job.row, exc_info=True)
-            outcomes.append(Outcome(job, "failed", f"internal error: {type(err).__name__}: {err}"))
+        else:
+            outcomes.append(_dub_row(job, row_cfg, models, dub))
         if not cfg.quiet:
             _print_row(outcomes[-1])
     if not cfg.quiet:
         print_outcomes(outcomes)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _dub_row(job: Job, cfg: DubConfig, models: "_Models", dub) -> Outcome:
+    """One row; any failure becomes the row's outcome (one broken row must not stop thousands of others)."""
+    try:
+        dub(job.video, job.audio, job.output, cfg, generator=models.generator(), detector=models.detector())
+        return Outcome(job, "done")
+    except LipsyncError as err:
+        return Outcome(job, "failed", str(err))
+    except Exception as err:
+        log.debug("row %d failed", job.row, exc_info=True)
+        return Outcome(job, "failed", f"internal error: {type(err).__name__}: {err}")
 
 
 class _Models:

@@ -60,6 +60,8 @@ def test_batch_reports_failed_row_continues_and_resumes(tmp_path, face_clip, wav
     second = run_jobs(jobs, model=wav2lip_ckpt)
     assert second.returncode == 1, second.stderr
     assert not re.search(r"^row \d+ done", second.stderr, flags=re.MULTILINE), second.stderr
+    for row in (1, 2, 4):
+        assert re.search(rf"^row {row} skipped: output exists", second.stderr, flags=re.MULTILINE), second.stderr
     reasons = r"\W+".join("row 1: output exists; row 2: output exists; row 4: output exists".split())
     assert re.search(reasons, second.stderr), second.stderr  # the table's reasons cell (rich may wrap it)
     assert re.search(r"^row 3 failed: .*not a video", second.stderr, flags=re.MULTILINE), second.stderr

@@ -190,6 +190,25 @@ def test_no_network_and_no_cached_weights(tmp_path, clip, speech):
     assert_clean_failure(proc, out, 3, "wav2lip_gan")
 
 
+@pytest.mark.parametrize("size", ["right", "wrong"])
+def test_weights_file_whose_checksum_does_not_match(tmp_path, clip, speech, size):
+    """A wav2lip_gan.pth of the right size but other bytes (sparse file: hashed, never loaded), or of the wrong
+    size (refused before hashing): exit 3 naming the file; the file itself is left where it is."""
+    from lipsync_cli import weights
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    bad = folder / "wav2lip_gan.pth"
+    with open(bad, "wb") as f:
+        f.truncate(weights.entry("wav2lip_gan").size if size == "right" else 1000)
+    before = digest(bad)
+    out = tmp_path / "o.mp4"
+    env = {"LIPSYNC_CACHE_DIR": str(tmp_path / "cache"), "LIPSYNC_WEIGHTS_DIR": str(folder), "HF_HUB_OFFLINE": "1"}
+    proc = run_dub(clip, speech, out, env=env)
+    assert_clean_failure(proc, out, 3, "wav2lip_gan.pth failed verification", inputs=[(bad, before)])
+    assert ("sha256" in proc.stderr.lower()) == (size == "right"), proc.stderr
+
+
 # ---- unusual but valid inputs: each works --------------------------------------------------------
 
 def _frames_rgb(path):

@@ -32,6 +32,12 @@ def pick_device(name: str) -> str:
     return name
 
 
+# bf16 autocast may replace fp32 only while the generated crops stay this close to fp32's (uint8 levels of 255).
+# Measured on the Wav2Lip generator with the conformance weights, a real face and real speech (2-core AMD EPYC,
+# 2026-12-01): max 2, mean 0.36 levels; tests/test_inference_precision.py holds every build to these bounds.
+BF16_MAX_LEVELS, BF16_MEAN_LEVELS = 4, 1.0
+
+
 def cpu_supports_bf16() -> bool:
     """True on CPUs with native bf16 matmul (AVX512-BF16 or AMX); elsewhere bf16 autocast is slower than fp32."""
     try:

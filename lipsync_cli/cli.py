@@ -80,6 +80,7 @@ def dub(
     pads: Optional[List[int]] = typer.Option(None, "--pads", help="Padding T B L R around the face box, pixels [default: 0 10 0 0]."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Generator batch size (halved on out-of-memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, fp16 or bf16."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality (lower is better)."),
     loop: str = typer.Option("pingpong", "--loop", help="Extend a short video: pingpong or forward."),
     fps: float = typer.Option(25.0, "--fps", min=1.0, help="Frame rate of the video made from a still image."),
@@ -96,13 +97,15 @@ def dub(
         raise UsageError("--box takes four numbers: X1 Y1 X2 Y2")
     if loop not in ("pingpong", "forward"):
         raise UsageError(f"--loop must be pingpong or forward, got {loop!r}")
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise UsageError(f"--precision must be auto, fp32, fp16 or bf16, got {precision!r}")
     faces = FaceConfig(
         detector=detector,
         box=tuple(box) if box else None,
         face=_face_arg(face),
         pads=tuple(pads) if pads else FaceConfig().pads,
     )
-    cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, crf=crf,
+    cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
                     loop=loop, fps=fps, force=force, quiet=quiet)
     if jobs is not None:
         if video is not None or audio is not None:

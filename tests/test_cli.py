@@ -41,6 +41,9 @@ def test_version():
     (["dub", "a.mp4", "b.wav", "--loop", "sideways"], "--loop"),
     (["dub", "a.mp4", "b.wav", "--face", "biggest"], "--face"),
     (["dub", "--jobs", "x.csv", "--shard", "3/2"], "--shard"),
+    (["dub", "a.mp4", "b.wav", "--precision", "half"], "--precision"),
+    (["train", "generator", "d", "--expert", "e.pt", "-o", "r", "--arch", "refs", "--reference-mode", "all"],
+     "--reference-mode"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(args, needle):
     proc = lipsync(*args)

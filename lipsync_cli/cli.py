@@ -62,6 +62,12 @@ def _parse_shard(text: Optional[str]) -> tuple[int, int]:
     return (i, n)
 
 
+def _one_of(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    """A usage error (exit 2) naming the flag and its choices unless value is one of them."""
+    if value not in choices:
+        raise UsageError(f"{flag} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+
+
 def _face_arg(value: str) -> str:
     if value in ("largest", "center") or value.isdigit():
         return value
@@ -95,10 +101,8 @@ def dub(
 
     if box is not None and len(box) not in (0, 4):
         raise UsageError("--box takes four numbers: X1 Y1 X2 Y2")
-    if loop not in ("pingpong", "forward"):
-        raise UsageError(f"--loop must be pingpong or forward, got {loop!r}")
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise UsageError(f"--precision must be auto, fp32, fp16 or bf16, got {precision!r}")
+    _one_of("--loop", loop, ("pingpong", "forward"))
+    _one_of("--precision", precision, ("auto", "fp32", "fp16", "bf16"))
     faces = FaceConfig(
         detector=detector,
         box=tuple(box) if box else None,
@@ -217,12 +221,9 @@ def train_generator(
     from lipsync_cli.config import GeneratorConfig, RefsConfig
     from lipsync_cli.train import train_generator as run
 
-    if arch not in ("wav2lip", "refs"):
-        raise UsageError(f"--arch must be wav2lip or refs, got {arch!r}")
-    if perceptual not in ("imagenet", "random", "off"):
-        raise UsageError(f"--perceptual must be imagenet, random or off, got {perceptual!r}")
-    if reference_mode not in ("kmeans", "random"):
-        raise UsageError(f"--reference-mode must be kmeans or random, got {reference_mode!r}")
+    _one_of("--arch", arch, ("wav2lip", "refs"))
+    _one_of("--perceptual", perceptual, ("imagenet", "random", "off"))
+    _one_of("--reference-mode", reference_mode, ("kmeans", "random"))
     refs = RefsConfig(n_refs=refs_k, base=base, perceptual=perceptual, reference_mode=reference_mode,
                       attention=attention, mask_head=mask_head, residual=residual,
                       adversarial=True if gan is None else gan)

@@ -74,7 +74,8 @@ def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1)) 
     if any(not job.output.exists() for job in jobs):
         # Load once before the first row: a wrong --model or detector (weights missing, bad checkpoint) is one
         # error and its own exit code, not the same failure repeated on every row of a long batch.
-        models.generator(), models.detector()
+        models.generator()
+        models.detector()
     outcomes = []
     for job in jobs:
         if job.output.exists():

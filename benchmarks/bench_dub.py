@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from random_weights import random_public_checkpoint
+
 
 
 def one_run(video: str, audio: str, model: str, detector: str, device: str, precision: str, batch: int) -> dict:
@@ -53,13 +54,6 @@ def looped(path: str, seconds: float, out: Path) -> str:
     return str(out)
 
 
-def random_model(folder: Path) -> str:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from ckpt_utils import write_public_checkpoint
-
-    return str(write_public_checkpoint(folder / "wav2lip_random.pth", "wav2lip", seed=0))
-
-
 def print_row(label: str, r: dict) -> None:
     stages = "  ".join(f"{k} {r['frames'] / v:7.1f} f/s" for k, v in r["seconds"].items() if v > 0)
     print(f"{label:<14} frames {r['frames']:5d} (edited {r['edited']:5d})  end-to-end {r['frames'] / r['total']:6.1f} f/s"
@@ -83,7 +77,7 @@ def main() -> None:
                                  args.batch_size)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        model = random_model(Path(tmp)) if args.model == "random" else args.model
+        model = random_public_checkpoint(Path(tmp), "wav2lip") if args.model == "random" else args.model
         print(f"clip {args.video}  audio {args.audio}  model {args.model}  detector {args.detector}  "
               f"device {args.device}  precision {args.precision}")
         print_row("as given", in_subprocess(args, args.video, args.audio, model))

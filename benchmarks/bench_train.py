@@ -16,20 +16,13 @@ from __future__ import annotations
 import argparse
 import csv
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from random_weights import random_public_checkpoint
+
 DEFAULT_BATCH = {"expert": 64, "wav2lip": 16, "refs": 16}  # the defaults (Wav2Lip paper; refs as wav2lip)
-
-
-def random_expert(folder: Path) -> str:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from ckpt_utils import write_public_checkpoint
-
-    return str(write_public_checkpoint(folder / "expert_random.pth", "syncnet", seed=0))
 
 
 def train_once(model: str, data: Path, run: Path, expert: str, batch: int, steps: int, args) -> float:
@@ -67,7 +60,7 @@ def main() -> None:
             from lipsync_cli.data.synthetic import make_synthetic_dataset
 
             data = make_synthetic_dataset(tmp / "synthetic", n_clips=6, seconds=4.0, size=96, voice="synthetic")
-        expert = random_expert(tmp)
+        expert = random_public_checkpoint(tmp, "syncnet")
         for model in args.models:
             started = time.perf_counter()
             rate = train_once(model, data, tmp / f"run_{model}", expert, batches[model], args.steps, args)

@@ -32,6 +32,7 @@ def test_bf16_output_stays_within_the_documented_tolerance(generator_file, tmp_p
     diff = np.abs(outs["fp32"].astype(np.int16) - outs["bf16"].astype(np.int16))
     print(f"bf16 vs fp32: max {diff.max()} mean {diff.mean():.2f} levels")
     assert outs["fp32"].std() > 5  # a real image, not a constant that any precision reproduces
+    assert diff.max() > 0  # bf16 really ran: a precision setting that was ignored would give identical crops
     assert diff.max() <= BF16_MAX_LEVELS and diff.mean() <= BF16_MEAN_LEVELS
 
 

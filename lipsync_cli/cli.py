@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional, Tuple
 
 import typer
 
 from lipsync_cli import __version__
+from lipsync_cli.config import ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, GeneratorArch, GeneratorConfig, \
+    LoopMode, PerceptualWeights, Precision, PreprocessConfig, ReferenceMode, RefsConfig, TrainConfig, train_defaults
 from lipsync_cli.errors import LipsyncError, UsageError
 
 app = typer.Typer(
@@ -29,10 +31,24 @@ weights_app = typer.Typer(help="List, download, verify and locate model weights.
 app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 
-DETECTOR_HELP = "Face backend: face_alignment, face_alignment:<its detector> (sfd, blazeface) or dlib."
+DETECTOR_HELP = ("Face backend: auto (face_alignment on CUDA, dlib on a CPU when installed), face_alignment, "
+                 "face_alignment:<its detector> (sfd, blazeface, retinaface, ...) or dlib.")
+DETECTOR_METAVAR = "auto|face_alignment[:DET]|dlib"
 VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
-VerboseOpt = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+
+# Every default below is read from the config dataclasses (the one source of defaults); the CLI only names them.
+DUB, FACES, PREP, TRAIN = DubConfig(), FaceConfig(), PreprocessConfig(), TrainConfig()
+GEN, REFS, EXPERT_TRAIN = GeneratorConfig(), RefsConfig(), train_defaults("expert")
+
+
+def _detector_names():
+    from lipsync_cli.faces import detector_names
+
+    return detector_names()
+
+
+Detector = Literal[tuple(_detector_names())]  # type: ignore[valid-type]  # the registry's names, as choices
 
 
 def _version(value: bool) -> None:
@@ -44,7 +60,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
-    verbose: bool = VerboseOpt,
+    verbose: bool = typer.Option(False, *VERBOSE_FLAGS, help="Show tracebacks and debug logs (also accepted after any command)."),
 ) -> None:
     """Lip-sync dubbing from the command line."""
 
@@ -62,12 +78,6 @@ def _parse_shard(text: Optional[str]) -> tuple[int, int]:
     return (i, n)
 
 
-def _one_of(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    """A usage error (exit 2) naming the flag and its choices unless value is one of them."""
-    if value not in choices:
-        raise UsageError(f"{flag} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
-
-
 def _face_arg(value: str) -> str:
     if value in ("largest", "center") or value.isdigit():
         return value
@@ -79,36 +89,27 @@ def dub(
     video: Optional[Path] = typer.Argument(None, help="Video (or still image) of a person talking."),
     audio: Optional[Path] = typer.Argument(None, help="New speech: any file with an audio stream."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output mp4 (default: <video stem>_dubbed.mp4 next to VIDEO)."),
-    model: str = typer.Option("wav2lip_gan", "--model", "-m", help="weights.toml name or checkpoint path."),
-    detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
-    box: Optional[List[int]] = typer.Option(None, "--box", help="Fixed face box X1 Y1 X2 Y2 (skips detection).", show_default=False),
-    face: str = typer.Option("largest", "--face", help="Which face when several: largest, center or an index N."),
-    pads: Optional[List[int]] = typer.Option(None, "--pads", help="Padding T B L R around the face box, pixels [default: 0 10 0 0]."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Generator batch size (halved on out-of-memory)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, fp16 or bf16."),
-    crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality (lower is better)."),
-    loop: str = typer.Option("pingpong", "--loop", help="Extend a short video: pingpong or forward."),
-    fps: float = typer.Option(25.0, "--fps", min=1.0, help="Frame rate of the video made from a still image."),
+    model: str = typer.Option(DUB.model, "--model", "-m", help="weights.toml name or checkpoint path."),
+    detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
+    box: Optional[Tuple[int, int, int, int]] = typer.Option(None, "--box", metavar="X1 Y1 X2 Y2",
+                                                            help="Fixed face box (skips detection).", show_default=False),
+    face: str = typer.Option(FACES.face, "--face", help="Which face when several: largest, center or an index N."),
+    pads: Tuple[int, int, int, int] = typer.Option(FACES.pads, "--pads", metavar="T B L R",
+                                                   help="Padding around the face box, pixels."),
+    batch_size: int = typer.Option(DUB.batch_size, "--batch-size", min=1, help="Generator batch size (halved on out-of-memory)."),
+    device: str = typer.Option(DUB.device, "--device", help="auto, cpu or cuda[:N]."),
+    precision: Precision = typer.Option(DUB.precision, "--precision",
+                                        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."),
+    crf: int = typer.Option(DUB.crf, "--crf", min=0, max=51, help="H.264 quality (lower is better)."),
+    loop: LoopMode = typer.Option(DUB.loop, "--loop", help="Extend a short video back and forth, or from the start."),
+    fps: float = typer.Option(DUB.fps, "--fps", min=1.0, help="Frame rate of the video made from a still image."),
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="Batch mode: CSV with columns video,audio,output."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: process rows i of n, as i/n."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+    force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
     quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
-    from lipsync_cli.config import DubConfig, FaceConfig
-
-    if box is not None and len(box) not in (0, 4):
-        raise UsageError("--box takes four numbers: X1 Y1 X2 Y2")
-    _one_of("--loop", loop, ("pingpong", "forward"))
-    _one_of("--precision", precision, ("auto", "fp32", "fp16", "bf16"))
-    faces = FaceConfig(
-        detector=detector,
-        box=tuple(box) if box else None,
-        face=_face_arg(face),
-        pads=tuple(pads) if pads else FaceConfig().pads,
-    )
+    faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
                     loop=loop, fps=fps, force=force, quiet=quiet)
     if jobs is not None:
@@ -130,17 +131,16 @@ def dub(
 def preprocess(
     src: Path = typer.Argument(..., help="Folder of videos, flat or speaker/clip.mp4 nested."),
     out: Path = typer.Argument(..., help="Dataset folder to write (re-runs skip finished clips)."),
-    size: int = typer.Option(96, "--size", min=32, help="Face crop side in pixels."),
-    detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
-    workers: int = typer.Option(1, "--workers", min=1, help="Clips processed in parallel."),
+    size: int = typer.Option(PREP.size, "--size", min=32, help="Face crop side in pixels."),
+    detector: Detector = typer.Option(PREP.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
+    workers: int = typer.Option(PREP.workers, "--workers", min=1, help="Clips processed in parallel."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Process clips i of n, as i/n."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9, help="Share of clips held out for validation."),
-    device: str = typer.Option("auto", "--device", help="Face detector device: auto, cpu or cuda."),
+    val_fraction: float = typer.Option(PREP.val_fraction, "--val-fraction", min=0.0, max=0.9,
+                                       help="Share of clips held out for validation."),
+    device: str = typer.Option(PREP.device, "--device", help="Face detector device: auto, cpu or cuda."),
     quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
 ) -> None:
     """Turn a folder of talking-face videos into a training dataset."""
-    from lipsync_cli.config import PreprocessConfig
     from lipsync_cli.data.preprocess import preprocess as run_preprocess
 
     cfg = PreprocessConfig(size=size, detector=detector, workers=workers, shard=_parse_shard(shard),
@@ -149,28 +149,26 @@ def preprocess(
 
 
 # Options shared by both `train` commands (the Trainer's settings, TrainConfig).
-MaxStepsOpt = typer.Option(200_000, "--max-steps", min=1, help="Total optimisation steps.")
-ValEveryOpt = typer.Option(1000, "--val-every", min=1, help="Steps between validations.")
-CkptEveryOpt = typer.Option(1000, "--ckpt-every", min=1, help="Steps between checkpoints.")
-TrainDeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda (torchrun: one GPU per process).")
-WorkersOpt = typer.Option(2, "--workers", min=0, help="DataLoader worker processes.")
-SeedOpt = typer.Option(0, "--seed", help="RNG seed.")
-ResumeOpt = typer.Option(False, "--resume", help="Continue from RUN_DIR/last.pt.")
+MaxStepsOpt = typer.Option(TRAIN.max_steps, "--max-steps", min=1, help="Total optimisation steps.")
+ValEveryOpt = typer.Option(TRAIN.val_every, "--val-every", min=1, help="Steps between validations.")
+CkptEveryOpt = typer.Option(TRAIN.ckpt_every, "--ckpt-every", min=1, help="Steps between checkpoints.")
+TrainDeviceOpt = typer.Option(TRAIN.device, "--device", help="auto, cpu or cuda (torchrun: one GPU per process).")
+WorkersOpt = typer.Option(TRAIN.num_workers, "--workers", min=0, help="DataLoader worker processes.")
+SeedOpt = typer.Option(TRAIN.seed, "--seed", help="RNG seed.")
+ResumeOpt = typer.Option(TRAIN.resume, "--resume", help="Continue from RUN_DIR/last.pt.")
 
 
-def _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume):
-    from lipsync_cli.config import TrainConfig
-
-    return TrainConfig(batch_size=batch_size, lr=lr, max_steps=max_steps, val_every=val_every,
-                       ckpt_every=ckpt_every, device=device, num_workers=workers, seed=seed, resume=resume)
+def _per_arch(field: str) -> str:
+    """'16 wav2lip, 16 refs': a generator Trainer default per architecture, for --help."""
+    return ", ".join(f"{getattr(train_defaults(arch), field):g} {arch}" for arch in ("wav2lip", "refs"))
 
 
 @train_app.command("expert")
 def train_expert(
     data: Path = typer.Argument(..., help="Dataset folder written by `lipsync preprocess`."),
     run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder for checkpoints and logs."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    lr: float = typer.Option(1e-4, "--lr"),
+    batch_size: int = typer.Option(EXPERT_TRAIN.batch_size, "--batch-size", min=1),
+    lr: float = typer.Option(EXPERT_TRAIN.lr, "--lr", help="Adam learning rate."),
     max_steps: int = MaxStepsOpt,
     val_every: int = ValEveryOpt,
     ckpt_every: int = CkptEveryOpt,
@@ -179,13 +177,12 @@ def train_expert(
     seed: int = SeedOpt,
     resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
 ) -> None:
     """Train the Wav2Lip-compatible lip-sync expert."""
-    from lipsync_cli.config import ExpertConfig
     from lipsync_cli.train import train_expert as run
 
-    cfg = _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume)
+    cfg = train_defaults("expert", batch_size=batch_size, lr=lr, max_steps=max_steps, val_every=val_every,
+                         ckpt_every=ckpt_every, device=device, num_workers=workers, seed=seed, resume=resume)
     run(data, run_dir, cfg, ExpertConfig(), quiet=quiet)
 
 
@@ -194,42 +191,41 @@ def train_generator(
     data: Path = typer.Argument(..., help="Dataset folder written by `lipsync preprocess`."),
     expert: str = typer.Option(..., "--expert", help="Expert checkpoint (path or weights.toml name), kept frozen."),
     run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder for checkpoints and logs."),
-    arch: str = typer.Option("wav2lip", "--arch", help="wav2lip or refs (the reference-attention generator)."),
-    gan: Optional[bool] = typer.Option(None, "--gan/--no-gan", show_default=False,
-                                       help="Adversarial training [default: off for wav2lip, on (stage 2) for refs]."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    lr: Optional[float] = typer.Option(None, "--lr", show_default=False, help="Adam LR [default: 1e-4 wav2lip, 2e-4 refs]."),
+    arch: GeneratorArch = typer.Option(GEN.arch, "--arch", help="Wav2Lip's architecture or the reference-attention one."),
+    gan: Optional[bool] = typer.Option(GEN.gan, "--gan/--no-gan", show_default=False,
+                                       help="Adversarial training [default: " + ", ".join(
+                                           f"{'on' if on else 'off'} for {a}" for a, on in ARCH_GAN.items()) + "]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=False,
+                                             help=f"[default: {_per_arch('batch_size')}]"),
+    lr: Optional[float] = typer.Option(None, "--lr", show_default=False, help=f"Adam LR [default: {_per_arch('lr')}]."),
     max_steps: int = MaxStepsOpt,
     val_every: int = ValEveryOpt,
     ckpt_every: int = CkptEveryOpt,
-    sync_threshold: float = typer.Option(0.75, "--sync-threshold", help="wav2lip: validation sync loss that switches the sync loss on."),
-    refs_k: int = typer.Option(10, "--refs", min=1, help="refs: K KMeans reference frames per clip."),
-    base: int = typer.Option(32, "--base", min=4, help="refs: channels of the first encoder level."),
-    perceptual: str = typer.Option("imagenet", "--perceptual", help="refs: VGG-16 weights of the perceptual loss: imagenet, random or off."),
-    reference_mode: str = typer.Option("kmeans", "--reference-mode", help="refs: kmeans (K references) or random (1 random reference, ablation)."),
-    attention: bool = typer.Option(True, "--attention/--mean-refs", help="refs: audio-keyed attention over references, or their mean (ablation)."),
-    mask_head: bool = typer.Option(True, "--mask-head/--no-mask-head", help="refs: predict the blend mask (off: landmark mask, ablation)."),
-    residual: bool = typer.Option(True, "--residual/--no-residual", help="refs: residual encoder blocks (off: plain, ablation)."),
+    sync_threshold: float = typer.Option(GEN.sync_threshold, "--sync-threshold",
+                                         help="wav2lip: validation sync loss that switches the sync loss on."),
+    refs_k: int = typer.Option(REFS.n_refs, "--refs", min=1, help="refs: K KMeans reference frames per clip."),
+    base: int = typer.Option(REFS.base, "--base", min=4, help="refs: channels of the first encoder level."),
+    perceptual: PerceptualWeights = typer.Option(REFS.perceptual, "--perceptual",
+                                                 help="refs: VGG-16 weights of the perceptual loss."),
+    reference_mode: ReferenceMode = typer.Option(REFS.reference_mode, "--reference-mode",
+                                                 help="refs: K KMeans references, or 1 random reference (ablation)."),
+    attention: bool = typer.Option(REFS.attention, "--attention/--mean-refs", help="refs: audio-keyed attention over references, or their mean (ablation)."),
+    mask_head: bool = typer.Option(REFS.mask_head, "--mask-head/--no-mask-head", help="refs: predict the blend mask (off: landmark mask, ablation)."),
+    residual: bool = typer.Option(REFS.residual, "--residual/--no-residual", help="refs: residual encoder blocks (off: plain, ablation)."),
     device: str = TrainDeviceOpt,
     workers: int = WorkersOpt,
     seed: int = SeedOpt,
     resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
 ) -> None:
     """Train a generator (Wav2Lip architecture or the reference-attention one)."""
-    from lipsync_cli.config import GeneratorConfig, RefsConfig
     from lipsync_cli.train import train_generator as run
 
-    _one_of("--arch", arch, ("wav2lip", "refs"))
-    _one_of("--perceptual", perceptual, ("imagenet", "random", "off"))
-    _one_of("--reference-mode", reference_mode, ("kmeans", "random"))
     refs = RefsConfig(n_refs=refs_k, base=base, perceptual=perceptual, reference_mode=reference_mode,
-                      attention=attention, mask_head=mask_head, residual=residual,
-                      adversarial=True if gan is None else gan)
-    gen_cfg = GeneratorConfig(arch=arch, refs=refs, gan=bool(gan), sync_threshold=sync_threshold)
-    lr = lr if lr is not None else (2e-4 if arch == "refs" else 1e-4)
-    cfg = _train_config(batch_size, lr, max_steps, val_every, ckpt_every, device, workers, seed, resume)
+                      attention=attention, mask_head=mask_head, residual=residual)
+    gen_cfg = GeneratorConfig(arch=arch, refs=refs, gan=gan, sync_threshold=sync_threshold)
+    cfg = train_defaults(arch, batch_size=batch_size, lr=lr, max_steps=max_steps, val_every=val_every,
+                         ckpt_every=ckpt_every, device=device, num_workers=workers, seed=seed, resume=resume)
     run(data, run_dir, cfg, gen_cfg, expert, quiet=quiet)
 
 
@@ -239,10 +235,9 @@ def evaluate(
     audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to check against (default: the video's own audio)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video: adds PSNR, SSIM, LMD, sharpness."),
     expert: str = typer.Option("lipsync_expert", "--expert", help="Expert checkpoint (path or weights.toml name)."),
-    detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
+    detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    device: str = typer.Option("auto", "--device"),
-    verbose: bool = VerboseOpt,
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
 ) -> None:
     """Measure lip-sync (expert distance/confidence over offsets) and, with --reference, image quality."""
     from lipsync_cli.evaluate import evaluate as run
@@ -262,7 +257,6 @@ def weights_list() -> None:
 def weights_download(
     names: Optional[List[str]] = typer.Argument(None, help="Entries to fetch (default: all)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept licences without asking."),
-    verbose: bool = VerboseOpt,
 ) -> None:
     """Download weights into the cache (shows each licence first)."""
     from lipsync_cli import weights
@@ -274,7 +268,6 @@ def weights_download(
 @weights_app.command("verify")
 def weights_verify(
     names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: all cached)."),
-    verbose: bool = VerboseOpt,
 ) -> None:
     """Re-hash cached weights against weights.toml."""
     from lipsync_cli import weights
@@ -283,7 +276,7 @@ def weights_verify(
 
 
 @weights_app.command("path")
-def weights_path(name: str = typer.Argument(..., help="Entry name."), verbose: bool = VerboseOpt) -> None:
+def weights_path(name: str = typer.Argument(..., help="Entry name.")) -> None:
     """Print the local path of a weights file (resolving it, without downloading)."""
     from lipsync_cli import weights
 
@@ -292,22 +285,22 @@ def weights_path(name: str = typer.Argument(..., help="Entry name."), verbose: b
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: run the app, turn our errors into one line and an exit code."""
-    import click
-
-    args = sys.argv[1:] if argv is None else argv
-    verbose = any(a in VERBOSE_FLAGS for a in args)
+    args = _hoist_verbose(sys.argv[1:] if argv is None else list(argv))
+    verbose = bool(args) and args[0] == "--verbose"
     _configure_logging(verbose)
     signals = _interrupt_on_sigterm()
     try:
         code = app(args=args, standalone_mode=False, prog_name="lipsync")
     except LipsyncError as err:
         _fail(err, err.exit_code, verbose)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+    except _parser_errors() as err:  # a bad option or argument: the parser's own message, its exit code (2)
+        message = err.format_message()
+        if not message:  # `lipsync train` alone: the help was printed, nothing went wrong to report
+            sys.exit(getattr(err, "exit_code", 2))
+        _fail(message, getattr(err, "exit_code", 2), verbose)
     except Terminated:
         _fail("terminated (SIGTERM); partial output was removed", 143, verbose)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, *_abort_errors()):
         _fail("interrupted; partial output was removed", 130, verbose)
     except Exception as err:  # an internal bug: still one line unless asked for details
         _fail(f"internal error: {type(err).__name__}: {err} (run with -v for the traceback)", 5, verbose)
@@ -316,6 +309,38 @@ def main(argv: Optional[List[str]] = None) -> None:
             _fail("terminated (SIGTERM); partial output was removed", 143, verbose)
         _fail("interrupted; partial output was removed", 130, verbose)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _hoist_verbose(args: List[str]) -> List[str]:
+    """-v/--verbose/--debug anywhere on the line → one --verbose in front, where the root command declares it,
+    so `lipsync dub a.mp4 b.wav -v` works and logging is configured before any command runs."""
+    if not any(a in VERBOSE_FLAGS for a in args):
+        return args
+    return ["--verbose", *(a for a in args if a not in VERBOSE_FLAGS)]
+
+
+def _parser_errors() -> tuple:
+    """The parser's exception classes: Typer >= 0.2x raises those of its own copy of click (subclasses of
+    typer.TyperException); older Typer raised the separate click package's."""
+    errors = [typer.TyperException]
+    try:
+        import click
+
+        errors.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _abort_errors() -> tuple:
+    errors = [typer.Abort]
+    try:
+        import click
+
+        errors.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def _fail(err, code: int, verbose: bool) -> None:

@@ -6,15 +6,23 @@ one-line comment saying what it controls. Nothing here imports torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Literal, Optional, Tuple
+
+# The choices of the string-valued settings, named once: the dataclasses below type their fields with these
+# and the CLI hands the same types to Typer, so `--help` lists them and a wrong value is a parser error.
+LoopMode = Literal["pingpong", "forward"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+GeneratorArch = Literal["wav2lip", "refs"]
+PerceptualWeights = Literal["imagenet", "random", "off"]
+ReferenceMode = Literal["kmeans", "random"]
 
 
 @dataclass(frozen=True)
 class FaceConfig:
     """How faces are found, chosen, tracked and cropped."""
 
-    detector: str = "face_alignment"  # backend name in lipsync_cli.faces.REGISTRY ("face_alignment", "dlib")
+    detector: str = "auto"  # "auto" (face_alignment on CUDA, dlib on a CPU when installed) or a name in faces.REGISTRY
     box: Optional[Tuple[int, int, int, int]] = None  # fixed x1 y1 x2 y2 in display pixels: skips detection
     face: str = "largest"  # which face when several: "largest", "center" or an index N (left to right)
     pads: Tuple[int, int, int, int] = (0, 10, 0, 0)  # top, bottom, left, right padding in pixels (Wav2Lip's default)
@@ -34,9 +42,9 @@ class DubConfig:
     batch_size: int = 32  # generator batch; halved automatically on out-of-memory
     chunk_frames: int = 64  # frames decoded, generated and encoded per streaming chunk (bounds memory)
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
-    precision: str = "auto"  # "auto" (fp16 on CUDA, bf16 on CPUs that support it), "fp32", "fp16", "bf16"
+    precision: Precision = "auto"  # "auto" (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32) or a fixed one
     crf: int = 18  # H.264 constant rate factor of the output
-    loop: str = "pingpong"  # how a video shorter than the audio is extended: "pingpong" or "forward"
+    loop: LoopMode = "pingpong"  # how a video shorter than the audio is extended: back and forth, or from the start
     fps: float = 25.0  # frame rate of the video made from a still image
     force: bool = False  # overwrite an existing output file
     quiet: bool = False  # no progress bars or summary
@@ -47,7 +55,7 @@ class PreprocessConfig:
     """`lipsync preprocess`: videos → frames, audio, mel, face tracks and crops."""
 
     size: int = 96  # side of the square face crops stored per frame
-    detector: str = "face_alignment"  # face backend name
+    detector: str = "auto"  # face backend name, as FaceConfig.detector
     fps: int = 25  # frames are resampled to this rate
     workers: int = 1  # parallel clip workers
     shard: Tuple[int, int] = (0, 1)  # (i, n): process only clips whose index % n == i
@@ -96,9 +104,8 @@ class RefsConfig:
     attention: bool = True  # audio-keyed attention over the references; False averages them (ablation)
     mask_head: bool = True  # predict the blend mask; False blends with the landmark/lower-half mask (ablation)
     residual: bool = True  # residual Conv-BN-ReLU blocks; False makes them plain (ablation)
-    adversarial: bool = True  # stage 2 trains with the multi-frame discriminator; False skips the GAN (ablation)
-    reference_mode: str = "kmeans"  # "kmeans" (K references) or "random" (1 random reference, ablation)
-    perceptual: str = "imagenet"  # VGG-16 weights of the perceptual loss: "imagenet", "random" or "off"
+    reference_mode: ReferenceMode = "kmeans"  # K KMeans references, or 1 random reference (ablation)
+    perceptual: PerceptualWeights = "imagenet"  # VGG-16 weights of the perceptual loss ("off": no perceptual loss)
     l1_weight: float = 1.0  # alpha_L1 (L1 inside the landmark mask)
     perceptual_weight: float = 0.5  # alpha_perc
     mask_weight: float = 1.0  # alpha_mask (BCE of the predicted mask against the landmark mask)
@@ -118,11 +125,37 @@ class RefsConfig:
 class GeneratorConfig:
     """Generator objectives: the Wav2Lip architecture and the reference-attention one."""
 
-    arch: str = "wav2lip"  # "wav2lip" or "refs"
+    arch: GeneratorArch = "wav2lip"  # the Wav2Lip architecture or the reference-attention one
     refs: RefsConfig = field(default_factory=RefsConfig)  # settings of the "refs" architecture
     sync_weight: float = 0.03  # weight of the expert sync loss once enabled
     sync_threshold: float = 0.75  # validation sync loss below which the sync loss is switched on
-    gan: bool = False  # train with the visual-quality discriminator
+    gan: Optional[bool] = None  # adversarial training; None: the architecture's default (ARCH_GAN)
     disc_weight: float = 0.07  # adversarial loss weight
     disc_lr: float = 1e-4  # discriminator learning rate
     disc_betas: Tuple[float, float] = (0.5, 0.999)  # discriminator Adam betas
+
+    @property
+    def use_gan(self) -> bool:
+        """Whether this run trains a discriminator: `gan` when set, else the architecture's default."""
+        return ARCH_GAN[self.arch] if self.gan is None else self.gan
+
+
+# Adversarial training by default: Wav2Lip's plain generator trains without it (its --gan is the wav2lip_gan
+# recipe); the refs generator's stage 2 is defined with its multi-frame discriminator (off: ablation).
+ARCH_GAN = {"wav2lip": False, "refs": True}
+
+# The Trainer settings that differ per model, from the papers: Wav2Lip trains its expert at batch 64 and its
+# generator at 16, both Adam 1e-4; the refs generator uses Adam 2e-4. TrainConfig's own defaults are the
+# expert's; train_defaults(model) is what the CLI and the library entry points start from.
+MODEL_TRAIN_DEFAULTS = {
+    "expert": {},
+    "wav2lip": {"batch_size": 16},
+    "refs": {"batch_size": 16, "lr": 2e-4},
+}
+
+
+def train_defaults(model: str, **overrides) -> TrainConfig:
+    """The TrainConfig of `model` ("expert", "wav2lip" or "refs") with its per-model defaults, then overrides
+    (None values are ignored, so a CLI option left unset keeps the default)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(TrainConfig(), **{**MODEL_TRAIN_DEFAULTS[model], **given})

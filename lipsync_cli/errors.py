@@ -26,12 +26,6 @@ class WeightsError(LipsyncError):
     exit_code = 3
 
 
-class NotImplementedYet(LipsyncError):
-    """A command that exists in the CLI but is not built yet: never a fake success."""
-
-    exit_code = 4
-
-
 class InternalError(LipsyncError):
     """A failure of ours or of a tool we call (ffmpeg crashed, disk full)."""
 

@@ -29,10 +29,12 @@ class DubResult:
     frames: int  # frames written
     frames_edited: int  # frames whose mouth was re-generated
     seconds: dict = field(default_factory=dict)  # wall-clock seconds per stage
+    detector: str = "box"  # the face backend used ("box": a fixed --box, no detection)
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        return f"dubbed {self.frames} frames ({self.frames_edited} edited) in {stages} → {self.output}"
+        return (f"dubbed {self.frames} frames ({self.frames_edited} edited; faces: {self.detector}) in {stages} "
+                f"→ {self.output}")
 
 
 def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = DubConfig(),
@@ -63,7 +65,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     with Stages(cfg.quiet) as stages:
         with stages.time("load"):
             generator = generator or _load_generator(cfg)
-        track = find_faces(video, info, n_used, cfg, detector, stages)
+        track, detector_name = find_faces(video, info, n_used, cfg, detector, stages)
         if len(track.boxes) < n_used:  # truncated or damaged video: use the frames that decode
             log.warning("%s: only %d of %d frames decode; using those", video, len(track.boxes), n_used)
             plan = framing.source_plan(n_out, len(track.boxes), cfg.loop)
@@ -86,7 +88,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
                         writer.write(frame)
                 stages.advance("dub", len(frames))
         edited = int(np.count_nonzero(edit[plan] > 0))
-        result = DubResult(out, n_out, edited, dict(stages.seconds))
+        result = DubResult(out, n_out, edited, dict(stages.seconds), detector_name)
         if edited == 0:
             stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
         stages.print(result.summary())
@@ -136,19 +138,21 @@ def _decode(video: Path, info):
 
 
 def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages):
-    """Pass 1: the tracked face of every used source frame (boxes + landmarks only, never the frames)."""
+    """Pass 1: the tracked face of every used source frame (boxes + landmarks only, never the frames), and the
+    name of the backend that found them."""
     from lipsync_cli import faces
     from lipsync_cli.faces import track as tracking
 
     if cfg.faces.box is not None:
-        return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces)
+        return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), "box"
     with stages.time("load"):
         detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
     stages.bar("detect", n_used)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):
-        return tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
-                                     progress=lambda n: stages.advance("detect", n))
+        track = tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
+                                      progress=lambda n: stages.advance("detect", n))
+    return track, detector.name
 
 
 def _limit(frames, n: int):

@@ -174,20 +174,16 @@ def _rows(run: Path, phase: str) -> list[tuple[int, str]]:
 
 
 def test_refs_arch_dispatch():
-    from lipsync_cli.errors import NotImplementedYet
+    """--arch refs builds the refs Task of the one Trainer; an unknown architecture is a usage error."""
+    from lipsync_cli.errors import UsageError
     from lipsync_cli.train import generator_task
+    from lipsync_cli.train.refs import RefsTask
+    from lipsync_cli.train.trainer import Task
 
-    try:
-        import lipsync_cli.train.refs  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(NotImplementedYet):
-            generator_task(GeneratorConfig(arch="refs"), "x.pt")
-    else:  # once the refs task exists, dispatch must build it (it is a Task of the one Trainer)
-        from lipsync_cli.train.refs import RefsTask
-        from lipsync_cli.train.trainer import Task
-
-        task = generator_task(GeneratorConfig(arch="refs"), "x.pt")
-        assert isinstance(task, RefsTask) and isinstance(task, Task)
+    task = generator_task(GeneratorConfig(arch="refs"), "x.pt")
+    assert isinstance(task, RefsTask) and isinstance(task, Task)
+    with pytest.raises(UsageError, match="unknown generator architecture"):
+        generator_task(GeneratorConfig(arch="sd"), "x.pt")
 
 
 def test_kill9_then_resume_continues_exactly(synthetic_data, tmp_path):

@@ -1,6 +1,7 @@
 """Face detection backends behind one interface, chosen by name from an explicit registry.
 
-    "face_alignment"              face-alignment with S3FD (default; batched, GPU when available)
+    "auto"                        the default: face_alignment on CUDA, dlib on a CPU when installed
+    "face_alignment"              face-alignment with S3FD (batched, GPU when available)
     "face_alignment:<detector>"   face-alignment with another of its detectors (blazeface, retinaface, ...)
     "dlib"                        dlib HOG + 68-point predictor (CPU, offline)
 
@@ -40,11 +41,26 @@ FACE_ALIGNMENT_DETECTORS = ("sfd", "blazeface", "blazeface_back", "retinaface", 
 
 def detector_names() -> List[str]:
     """Every accepted --detector value."""
-    return ["face_alignment", *(f"face_alignment:{d}" for d in FACE_ALIGNMENT_DETECTORS), "dlib"]
+    return ["auto", "face_alignment", *(f"face_alignment:{d}" for d in FACE_ALIGNMENT_DETECTORS), "dlib"]
+
+
+def resolve_name(name: str, device: str) -> str:
+    """"auto" → the fast backend for this device: face_alignment's batched S3FD on CUDA; on a CPU dlib when it
+    is installed (S3FD + FAN cost seconds per frame on a CPU, dlib's HOG a fraction of one), else
+    face_alignment. Any other name is returned as given."""
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        return "face_alignment"
+    import importlib.util
+
+    return "dlib" if importlib.util.find_spec("dlib") is not None else "face_alignment"
 
 
 def get_detector(name: str, device: str = "cpu") -> FaceDetector:
-    """A ready detector. UsageError for an unknown name; WeightsError when its model files are missing."""
+    """A ready detector ("auto" resolved by resolve_name; its .name says which backend it is).
+    UsageError for an unknown name; WeightsError when its model files are missing."""
+    name = resolve_name(name, device)
     backend, _, option = name.partition(":")
     known = backend in REGISTRY and (not option or (backend == "face_alignment" and option in FACE_ALIGNMENT_DETECTORS))
     if not known:

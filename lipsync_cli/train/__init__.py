@@ -6,40 +6,41 @@ Importing this package imports no torch; the entry points below do, when called.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
-from lipsync_cli.config import ExpertConfig, GeneratorConfig, TrainConfig
-from lipsync_cli.errors import NotImplementedYet, UsageError
+from lipsync_cli.config import ExpertConfig, GeneratorConfig, TrainConfig, train_defaults
+from lipsync_cli.errors import UsageError
 
 
-def train_expert(data: Path, run_dir: Path, cfg: TrainConfig, expert_cfg: ExpertConfig, quiet: bool = False) -> Path:
-    """Train the Wav2Lip-compatible lip-sync expert on a dataset folder; returns the run folder."""
+def train_expert(data: Path, run_dir: Path, cfg: Optional[TrainConfig] = None,
+                 expert_cfg: ExpertConfig = ExpertConfig(), quiet: bool = False) -> Path:
+    """Train the Wav2Lip-compatible lip-sync expert on a dataset folder; returns the run folder.
+    cfg None: the expert's defaults (config.train_defaults("expert"), what the CLI starts from too)."""
     from lipsync_cli.train.expert import ExpertTask
     from lipsync_cli.train.trainer import Trainer
 
-    return Trainer(ExpertTask(expert_cfg), data, run_dir, cfg, quiet).fit()
+    return Trainer(ExpertTask(expert_cfg), data, run_dir, cfg or train_defaults("expert"), quiet).fit()
 
 
-def train_generator(data: Path, run_dir: Path, cfg: TrainConfig, gen_cfg: GeneratorConfig, expert: str,
+def train_generator(data: Path, run_dir: Path, cfg: Optional[TrainConfig] = None,
+                    gen_cfg: GeneratorConfig = GeneratorConfig(), expert: str = "lipsync_expert",
                     quiet: bool = False) -> Path:
-    """Train a generator (gen_cfg.arch) against a frozen expert checkpoint; returns the run folder."""
+    """Train a generator (gen_cfg.arch) against a frozen expert checkpoint; returns the run folder.
+    cfg None: that architecture's defaults (config.train_defaults(gen_cfg.arch), as the CLI)."""
     from lipsync_cli.train.trainer import Trainer
 
-    return Trainer(generator_task(gen_cfg, expert), data, run_dir, cfg, quiet).fit()
+    task = generator_task(gen_cfg, expert)
+    return Trainer(task, data, run_dir, cfg or train_defaults(gen_cfg.arch), quiet).fit()
 
 
 def generator_task(gen_cfg: GeneratorConfig, expert: str):
-    """The Task of gen_cfg.arch: "wav2lip" here, "refs" from lipsync_cli.train.refs once it exists."""
+    """The Task that trains gen_cfg.arch."""
     if gen_cfg.arch == "wav2lip":
         from lipsync_cli.train.generator import GeneratorTask
 
         return GeneratorTask(gen_cfg, expert)
     if gen_cfg.arch == "refs":
-        try:
-            from lipsync_cli.train import refs
-        except ModuleNotFoundError as e:
-            if e.name != "lipsync_cli.train.refs":
-                raise
-            raise NotImplementedYet("training the reference-attention generator (--arch refs) is not built yet: "
-                                    "use --arch wav2lip") from None
-        return refs.RefsTask(gen_cfg, expert)
+        from lipsync_cli.train.refs import RefsTask
+
+        return RefsTask(gen_cfg, expert)
     raise UsageError(f"unknown generator architecture {gen_cfg.arch!r}: use wav2lip or refs")

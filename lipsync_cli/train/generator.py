@@ -50,7 +50,7 @@ class GeneratorTask(Task):
         self.nets = {"generator": generator, "expert": expert}
         self.trainable = ["generator"]
         self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=cfg.betas)}
-        if self.cfg.gan:
+        if self.cfg.use_gan:
             from lipsync_cli.models.discriminator import QualityDiscriminator
 
             disc = QualityDiscriminator().to(device)
@@ -61,7 +61,7 @@ class GeneratorTask(Task):
 
     def train_step(self, batch: dict, step: int, run) -> dict[str, float]:
         target, out = self._generate(batch, run)
-        weights = generator_weights(self.sync_on, self.cfg.sync_weight, self.cfg.gan, self.cfg.disc_weight)
+        weights = generator_weights(self.sync_on, self.cfg.sync_weight, self.cfg.use_gan, self.cfg.disc_weight)
         l1 = (out.float() - target).abs().mean()
         loss = weights["l1"] * l1
         metrics = {"l1": l1.item(), "sync_weight": weights["sync"]}
@@ -69,12 +69,12 @@ class GeneratorTask(Task):
             sync = self._sync_loss(out, batch["sync_mel"], run)
             loss = loss + weights["sync"] * sync
             metrics["sync"] = sync.item()
-        if self.cfg.gan:
+        if self.cfg.use_gan:
             adv = bce(self._disc(out, run), torch.ones(1, device=out.device))
             loss = loss + weights["adv"] * adv
             metrics["adv"] = adv.item()
         run.optimize(loss, self.optimizers["generator"])
-        if self.cfg.gan:
+        if self.cfg.use_gan:
             metrics["disc"] = self._disc_step(target, out.detach(), run)
         return metrics
 

@@ -4,7 +4,7 @@ Two stages over max_steps (stage 1 takes RefsConfig.stage1_fraction of them):
 - stage 1: L1 inside the landmark mask (1), VGG perceptual (0.5), mask BCE (1); the expert sync loss is 0
   until validation masked L1 and perceptual loss are both below their thresholds, then 0.01 (a latch);
 - stage 2: the same plus expert sync 0.1 and the multi-frame discriminator's adversarial loss 0.01.
-Adam for generator and discriminator at TrainConfig.lr (the CLI defaults to 2e-4 for refs), the LR falling
+Adam for generator and discriminator at TrainConfig.lr (2e-4 for refs: config.train_defaults), the LR falling
 linearly to 0 over the last anneal_fraction of each stage. The schedule is pure functions of the step (and
 of the latched flag the checkpoint keeps), so a resumed run follows the unbroken run's schedule.
 """
@@ -42,12 +42,13 @@ def lr_scale(step: int, max_steps: int, cfg: RefsConfig) -> float:
     return min(1.0, (last - step + 1) / ramp)
 
 
-def loss_weights(stage: int, expert_on: bool, cfg: RefsConfig) -> dict[str, float]:
-    """The alphas of each loss in a stage; expert_on: stage 1 passed its validation thresholds."""
+def loss_weights(stage: int, expert_on: bool, cfg: RefsConfig, gan: bool = True) -> dict[str, float]:
+    """The alphas of each loss in a stage; expert_on: stage 1 passed its validation thresholds; gan: stage 2
+    trains against the discriminator (GeneratorConfig.use_gan)."""
     expert = cfg.stage2_expert_weight if stage == 2 else (cfg.stage1_expert_weight if expert_on else 0.0)
     return {"l1": cfg.l1_weight, "perceptual": cfg.perceptual_weight if cfg.perceptual != "off" else 0.0,
             "mask": cfg.mask_weight if cfg.mask_head else 0.0, "expert": expert,
-            "adv": cfg.adv_weight if stage == 2 and cfg.adversarial else 0.0}
+            "adv": cfg.adv_weight if stage == 2 and gan else 0.0}
 
 
 def passes_thresholds(val: dict[str, float], cfg: RefsConfig) -> bool:
@@ -60,7 +61,7 @@ def passes_thresholds(val: dict[str, float], cfg: RefsConfig) -> bool:
 
 
 class RefsTask(Task):
-    """Nets: "generator" (saved as the checkpoint's model), "discriminator" (unless adversarial is off) and
+    """Nets: "generator" (saved as the checkpoint's model), "discriminator" (unless GeneratorConfig.use_gan is off) and
     the frozen "expert" (loaded from the --expert checkpoint). Batches come from train.refs_data.RefsDataset."""
 
     name = "refs generator"
@@ -95,11 +96,11 @@ class RefsTask(Task):
         n_refs = 1 if c.reference_mode == "random" else c.n_refs
         self.max_steps = cfg.max_steps
         self.nets = {"generator": RefsGenerator(self.size, n_refs, c.base, c.attention, c.mask_head, c.residual)}
-        if c.adversarial:
+        if self.gen_cfg.use_gan:
             self.nets["discriminator"] = RefsDiscriminator(self.size, EXPERT_FRAMES, c.base)
         self.trainable = list(self.nets)
         self.optimizers = {"generator": torch.optim.Adam(self.nets["generator"].parameters(), cfg.lr, betas=cfg.betas)}
-        if c.adversarial:
+        if self.gen_cfg.use_gan:
             self.optimizers["discriminator"] = torch.optim.Adam(self.nets["discriminator"].parameters(), cfg.lr,
                                                                 betas=self.gen_cfg.disc_betas)
         if self.expert_path:
@@ -116,7 +117,7 @@ class RefsTask(Task):
     def train_step(self, batch: dict, step: int, run) -> dict[str, float]:
         """One generator update, then in stage 2 one discriminator update (in fp32: the R1 gradient)."""
         stage = stage_at(step, self.max_steps, self.cfg.stage1_fraction)
-        weights = loss_weights(stage, self.expert_on, self.cfg)
+        weights = loss_weights(stage, self.expert_on, self.cfg, self.gen_cfg.use_gan)
         with run.autocast():
             rgb, mask = self.generate(batch)
             out = self.losses(batch, rgb, mask, weights)

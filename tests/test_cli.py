@@ -140,3 +140,45 @@ def test_bare_group_shows_help_without_an_error_line():
     proc = lipsync("train")
     assert proc.returncode == 2 and "expert" in proc.stdout
     assert "error" not in proc.stderr
+
+
+def _captured(monkeypatch, target: str, argv: list) -> tuple:
+    """Run `lipsync ARGV` in-process with the library function `target` replaced by a recorder; its arguments."""
+    import importlib
+
+    from lipsync_cli.cli import main
+
+    module, name = target.rsplit(".", 1)
+    seen = {}
+    monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **kw: seen.update(args=a, kwargs=kw))
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    return seen["args"]
+
+
+def test_cli_defaults_are_the_dataclass_defaults(monkeypatch):
+    """What each command hands the library when no option is given equals the config dataclasses' defaults
+    (and the per-architecture Trainer defaults the library's entry points use themselves)."""
+    from lipsync_cli.config import DubConfig, ExpertConfig, GeneratorConfig, PreprocessConfig, train_defaults
+
+    assert _captured(monkeypatch, "lipsync_cli.pipeline.dub", ["dub", "v.mp4", "a.wav"])[3] == DubConfig()
+    assert _captured(monkeypatch, "lipsync_cli.data.preprocess.preprocess", ["preprocess", "src", "out"])[2] \
+        == PreprocessConfig()
+    args = _captured(monkeypatch, "lipsync_cli.train.train_expert", ["train", "expert", "data", "-o", "run"])
+    assert args[2:4] == (train_defaults("expert"), ExpertConfig())
+    for arch in ("wav2lip", "refs"):
+        args = _captured(monkeypatch, "lipsync_cli.train.train_generator",
+                         ["train", "generator", "data", "--expert", "e.pt", "-o", "run", "--arch", arch])
+        assert args[2:4] == (train_defaults(arch), GeneratorConfig(arch=arch))
+
+
+def test_per_architecture_trainer_defaults_follow_the_papers():
+    from lipsync_cli.config import GeneratorConfig, train_defaults
+
+    assert (train_defaults("expert").batch_size, train_defaults("expert").lr) == (64, 1e-4)
+    assert (train_defaults("wav2lip").batch_size, train_defaults("wav2lip").lr) == (16, 1e-4)
+    assert (train_defaults("refs").batch_size, train_defaults("refs").lr) == (16, 2e-4)
+    assert train_defaults("refs", lr=None, batch_size=4).batch_size == 4  # None keeps the default
+    assert GeneratorConfig(arch="refs").use_gan and not GeneratorConfig().use_gan
+    assert not GeneratorConfig(arch="refs", gan=False).use_gan

@@ -413,3 +413,17 @@ def test_crop_and_uncrop_round_trip():
     error = np.abs(back.astype(int) - image[y1:y2, x1:x2].astype(int)).mean()
     assert error < 8  # the same region, only blurred by the 96-pixel round trip
     assert crop(image, np.array([-20, -5, 900, 40], np.float32), 32).shape == (32, 32, 3)  # off-frame box clipped
+
+
+def test_auto_detector_is_face_alignment_on_cuda_and_dlib_on_a_cpu(monkeypatch):
+    import importlib.util
+
+    from lipsync_cli.faces import get_detector, resolve_name
+
+    assert resolve_name("auto", "cuda") == "face_alignment" and resolve_name("auto", "cuda:1") == "face_alignment"
+    assert resolve_name("auto", "cpu") == "dlib"  # the test extra installs dlib
+    assert resolve_name("dlib", "cuda") == "dlib"  # an explicit choice is kept
+    assert get_detector("auto", "cpu").name == "dlib"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dlib" else real(name, *a))
+    assert resolve_name("auto", "cpu") == "face_alignment"  # without dlib: the backend that is always installed

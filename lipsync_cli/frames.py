@@ -6,7 +6,6 @@ The output has one frame per 1/fps of the dub audio. A longer video is trimmed; 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -93,14 +92,3 @@ class FrameSource:
 
 def is_monotonic(plan: np.ndarray) -> bool:
     return bool(np.all(np.diff(plan) >= 0))
-
-
-def spool_bytes(n_used: int, shape: tuple[int, int, int]) -> int:
-    """Disk space a looping plan's spool file needs (checked before writing it)."""
-    return n_used * int(np.prod(shape))
-
-
-def free_bytes(folder: str | os.PathLike | None = None) -> int:
-    import shutil
-
-    return shutil.disk_usage(folder or tempfile.gettempdir()).free

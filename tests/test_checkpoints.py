@@ -85,9 +85,9 @@ def test_our_format_round_trip_keeps_weights_without_recolouring(expert_file, tm
 
 
 def test_our_format_rebuilds_the_config(tmp_path):
-    if "refs" not in ARCHITECTURES:
-        pytest.skip("models/refs.py not present in this checkout")
-    model = ARCHITECTURES["refs"](size=64, n_refs=3, base=8, mask_head=False)
+    from lipsync_cli.models import get_architecture
+
+    model = get_architecture("refs")(size=64, n_refs=3, base=8, mask_head=False)
     # DataParallel-style wrapper: save_checkpoint stores the bare network
     path = save_checkpoint(tmp_path / "refs.pt", torch.nn.DataParallel(model))
     again = load_checkpoint(path, expect="generator")
@@ -176,3 +176,13 @@ def test_importing_models_does_not_import_torch():
     code = "import sys, lipsync_cli.models as m; list(m.ARCHITECTURES); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_registered_architecture_builds_and_names_itself():
+    """The registry lists each network once, including both discriminators, and each class carries its name."""
+    from lipsync_cli.models import ARCHITECTURES, get_architecture
+
+    assert {"wav2lip", "syncnet", "disc_qual", "refs", "disc_refs"} <= set(ARCHITECTURES)
+    for name in ARCHITECTURES:
+        cls = get_architecture(name)
+        assert cls.arch == name and cls.kind in ("generator", "expert", "discriminator")

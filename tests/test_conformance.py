@@ -107,10 +107,13 @@ def test_discriminator_matches_reference(public_files, outputs):
     assert _max_diff(rgb_scores, outputs["disc_out"]) < TOL
 
 
-def test_discriminator_perceptual_loss_is_bce_against_real(public_files, outputs):
+def test_discriminator_generator_loss_is_bce_against_real(public_files, outputs):
+    """The generator's GAN loss (Wav2Lip's "perceptual" loss): BCE of the scores of generated faces vs real."""
+    from lipsync_cli.train.losses import bce
+
     model = load_checkpoint(public_files["disc_qual"], rgb=False)
     faces = torch.from_numpy(outputs["in_face3"]).requires_grad_(True)
-    loss = model.perceptual_forward(faces)
+    loss = bce(model(faces), torch.ones(1))
     expected = -np.log(outputs["disc_out"]).mean()
     assert abs(loss.item() - expected) < 1e-4
     loss.backward()  # the generator's GAN loss must reach the generated pixels

@@ -186,6 +186,7 @@ def test_refs_arch_dispatch():
         generator_task(GeneratorConfig(arch="sd"), "x.pt")
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_continues_exactly(synthetic_data, tmp_path):
     run = tmp_path / "run"
     proc = _cli(*_train_args(synthetic_data, run, steps=10_000, ckpt_every=2))
@@ -256,6 +257,7 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, run: str, out: str)
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, Path(out) / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu_agree(synthetic_data, tmp_path):
     import torch.multiprocessing as mp
 
@@ -273,6 +275,7 @@ def test_ddp_two_processes_on_cpu_agree(synthetic_data, tmp_path):
 
 # ---------------------------------------------------------------- learnability (the real 96x96 networks)
 
+@pytest.mark.slow
 def test_expert_learns_synthetic_sync(synthetic_expert_run):
     """The shared trained expert (conftest): chance at first, >= 80% held-out accuracy by the end."""
     acc = read_metrics(synthetic_expert_run, "val", "acc")
@@ -281,6 +284,7 @@ def test_expert_learns_synthetic_sync(synthetic_expert_run):
     assert max(a for _, a in acc) >= 0.80, acc
 
 
+@pytest.mark.slow
 def test_expert_cannot_learn_misaligned_audio(tmp_path):
     """The same training on a copy whose audio is shifted by 15 frames must not reach that accuracy."""
     from lipsync_cli.train import train_expert
@@ -291,6 +295,7 @@ def test_expert_cannot_learn_misaligned_audio(tmp_path):
     assert max(a for _, a in acc) < 0.80, acc
 
 
+@pytest.mark.slow
 def test_generator_masked_l1_falls(synthetic_data, expert_ckpt, tmp_path):
     from lipsync_cli.train import train_generator
 
@@ -300,3 +305,36 @@ def test_generator_masked_l1_falls(synthetic_data, expert_ckpt, tmp_path):
     train_generator(synthetic_data, run, cfg, GeneratorConfig(), str(expert_ckpt), quiet=True)
     l1 = read_metrics(run, "val", "l1_masked")
     assert l1[0][0] == 0 and l1[-1][1] <= 0.7 * l1[0][1], l1
+
+
+def test_resume_refuses_other_settings_but_may_run_longer(synthetic_data, tmp_path):
+    """--resume with another --batch-size (epoch arithmetic) or --lr is a one-line input error naming the option;
+    more --max-steps continues the same run."""
+    run = tmp_path / "run"
+    first = _cli(*_train_args(synthetic_data, run, steps=2, ckpt_every=2))
+    assert first.wait(timeout=240) == 0, first.stdout.read()
+    for extra, option in ((["--batch-size", "4"], "--batch-size"), (["--lr", "0.001"], "--lr")):
+        args = _train_args(synthetic_data, run, steps=4, ckpt_every=2) + ["--resume"]
+        args[args.index("--batch-size"):args.index("--batch-size") + 2] = ["--batch-size", "2"]
+        bad = _cli(*args, *extra)
+        out = bad.communicate(timeout=240)[0]
+        assert bad.returncode == 1, out
+        assert option in out and "--resume" in out and len(out.strip().splitlines()) == 1, out
+    longer = _cli(*_train_args(synthetic_data, run, steps=4, ckpt_every=2), "--resume")
+    out = longer.communicate(timeout=240)[0]
+    assert longer.returncode == 0, out
+    assert torch.load(run / "last.pt", weights_only=True)["train"]["step"] == 4
+
+
+def test_resume_compares_the_task_config(tmp_path):
+    """A generator setting (here the refs K, which changes the network's shapes) is compared too."""
+    from lipsync_cli.config import GeneratorConfig, RefsConfig, TrainConfig
+    from lipsync_cli.errors import InputError
+    from lipsync_cli.train.trainer import check_same_run
+
+    cfg = TrainConfig()
+    saved = {"train_config": __import__("dataclasses").asdict(cfg),
+             "task_config": __import__("dataclasses").asdict(GeneratorConfig(arch="refs", refs=RefsConfig(n_refs=4)))}
+    check_same_run(saved, cfg, GeneratorConfig(arch="refs", refs=RefsConfig(n_refs=4)), tmp_path / "last.pt")
+    with pytest.raises(InputError, match="n_refs=4 but this run asks for 8; pass the same --refs"):
+        check_same_run(saved, cfg, GeneratorConfig(arch="refs", refs=RefsConfig(n_refs=8)), tmp_path / "last.pt")

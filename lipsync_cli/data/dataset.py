@@ -1,4 +1,4 @@
-"""Training samples read from the dataset layout (SPEC.md), for the expert and the generators.
+"""Training samples read from the dataset layout (data/preprocess.py), for the expert and the generators.
 
 Faces stay memory-mapped (np.load(mmap_mode="r")): a sample copies only its 5 frames, so a
 dataset of many hours costs no RAM and no start-up time. Images leave the datasets as uint8

@@ -1,6 +1,6 @@
 """`lipsync preprocess SRC OUT`: a folder of talking-face videos -> the training dataset layout.
 
-Layout (SPEC.md): OUT/manifest.json, OUT/clips/<id>/{faces,mel,landmarks,boxes}.npy + meta.json.
+Layout: OUT/manifest.json, OUT/clips/<id>/{faces,mel,landmarks,boxes}.npy + meta.json.
 Skipped clips leave OUT/skipped/<id>.json with the reason. Per-clip work is in data/clip.py.
 
 Re-runs and shards: a clip is finished when its meta.json (written last, atomically) or its skip

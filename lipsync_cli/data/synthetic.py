@@ -3,7 +3,7 @@
 It is small and learnable, so training can be proven correct on a CPU in minutes: a correct
 pipeline (windows aligned, negatives really negative, loss with the right sign) must learn it,
 and the same data with the audio shifted by many frames (`misaligned_frames`) must not be
-learnable. It is written in the layout `lipsync preprocess` writes (see SPEC.md), so the same
+learnable. It is written in the layout `lipsync preprocess` writes (see data/preprocess.py), so the same
 datasets and trainers read it.
 
 Speech is espeak-ng saying random words when espeak-ng is installed, else a numpy signal of

@@ -5,8 +5,6 @@ Parameter names and arithmetic match the public visual-quality discriminator che
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lipsync_cli.models.blocks import PlainConvBlock, fold_time
@@ -45,9 +43,3 @@ class QualityDiscriminator(nn.Module):
         for block in self.face_encoder_blocks:
             x = block(x)
         return self.binary_pred(x).flatten(1)  # (T*B, 1)
-
-    def perceptual_forward(self, generated: Tensor) -> Tensor:
-        """Generator-side GAN loss: BCE of the scores of generated faces (B, 3, T, 96, 96)
-        against "real", so the generator is pushed towards faces the discriminator accepts."""
-        scores = self(generated)
-        return F.binary_cross_entropy(scores, torch.ones_like(scores))

@@ -25,7 +25,7 @@ class ExpertTask(Task):
 
     def __init__(self, cfg: ExpertConfig):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = self.config = cfg
 
     def datasets(self, data: Path, seed: int) -> tuple:
         from lipsync_cli.train.generator import NETWORK_SIZE, require_size

@@ -32,6 +32,7 @@ class GeneratorTask(Task):
     def __init__(self, cfg: GeneratorConfig, expert: str):
         super().__init__()
         self.cfg, self.expert = cfg, expert
+        self.config = cfg
         self.sync_on = False
 
     def datasets(self, data: Path, seed: int) -> tuple:

@@ -71,6 +71,7 @@ class RefsTask(Task):
     def __init__(self, gen_cfg: GeneratorConfig, expert: str | None):
         super().__init__()
         self.gen_cfg, self.cfg, self.expert_path = gen_cfg, gen_cfg.refs, expert
+        self.config = gen_cfg
         self.expert_on = False  # stage 1's latch, saved with the checkpoint
         self.max_steps = 1
         self.perceptual = None

@@ -5,7 +5,6 @@ Images are (B, 3, S, S) float in [0, 1], RGB, unless stated; masks (B, 1, S, S) 
 
 from __future__ import annotations
 
-import logging
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -13,8 +12,6 @@ from torch.nn import functional as F
 
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.models.refs import gaussian_blur
-
-log = logging.getLogger(__name__)
 
 VGG_LAYERS = (15, 22, 29)  # torchvision vgg16.features indices of relu3_3, relu4_3, relu5_3 (mid-to-high)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

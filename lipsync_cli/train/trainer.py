@@ -51,6 +51,7 @@ class Task:
     name = "task"
     main = "model"
     best_metric = "loss"  # validation metric, lower is better, that picks best.pt
+    config = None  # the task's config dataclass: saved with every checkpoint, compared by --resume
 
     def __init__(self):
         self.nets: dict[str, torch.nn.Module] = {}
@@ -85,6 +86,36 @@ class Task:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+# TrainConfig fields a resumed run may change (how long, how often, where); any other difference would make the
+# resumed run a different run than the checkpoint's (epoch arithmetic, LR, RNG streams, network shapes).
+RESUMABLE_CHANGES = {"max_steps", "val_every", "val_batches", "ckpt_every", "keep_last", "log_every", "num_workers",
+                     "device", "amp", "resume"}
+# Config field -> the CLI option that sets it, where the two names differ.
+OPTION_NAMES = {"n_refs": "--refs", "gan": "--gan/--no-gan", "attention": "--attention/--mean-refs",
+                "mask_head": "--mask-head/--no-mask-head", "residual": "--residual/--no-residual"}
+
+
+def check_same_run(state: dict, cfg: TrainConfig, task_config, path: Path) -> None:
+    """--resume continues the checkpoint's run: a setting that differs from it is an input error naming the
+    option (continuing silently with another batch size or K would change, or break, the run)."""
+    import json
+
+    def plain(d: dict) -> dict:  # flat (nested configs such as GeneratorConfig.refs inlined); tuples as lists
+        flat = {}
+        for key, value in json.loads(json.dumps(d)).items():
+            flat.update(plain(value) if isinstance(value, dict) else {key: value})
+        return flat
+
+    saved = {**plain(state.get("train_config", {})), **plain(state.get("task_config", {}))}
+    now = {**plain(asdict(cfg)), **plain(asdict(task_config) if task_config is not None else {})}
+    for key, value in now.items():
+        if key in RESUMABLE_CHANGES or key not in saved or saved[key] == value:
+            continue
+        option = OPTION_NAMES.get(key, "--" + key.replace("_", "-"))
+        raise InputError(f"--resume: {path} was trained with {key}={saved[key]!r} but this run asks for {value!r}; "
+                         f"pass the same {option} (or start a new run with another -o folder)")
 
 
 class Trainer:
@@ -205,6 +236,7 @@ class Trainer:
         if self.rank != 0:
             return
         state = {"step": self.step, "best": self.best, "world_size": self.world, "train_config": asdict(self.cfg),
+                 "task_config": asdict(self.task.config) if self.task.config is not None else {},
                  "optimizers": {k: o.state_dict() for k, o in self.task.optimizers.items()},
                  "nets": {k: _unwrap(self.task.nets[k]).state_dict() for k in self.task.trainable
                           if k != self.task.main},
@@ -225,6 +257,7 @@ class Trainer:
             raise InputError(f"{path} is not a {self.task.name} training checkpoint of this tool: "
                              "pass the -o folder of an earlier `lipsync train` run of the same kind")
         state = ckpt["train"]
+        check_same_run(state, self.cfg, self.task.config, path)
         main.load_state_dict(ckpt["state_dict"])
         for name, net_state in state["nets"].items():
             self.task.nets[name].load_state_dict(net_state)

@@ -42,3 +42,24 @@ def test_auto_precision():
     assert pick_precision("auto", "cuda") == "fp16"
     assert pick_precision("auto", "cpu") == ("bf16" if cpu_supports_bf16() else "fp32")
     assert pick_precision("fp32", "cuda") == "fp32"
+
+
+def test_channels_last_generator_draws_the_same_mouth(generator_file, monkeypatch):
+    """The Wav2Lip generator runs in channels_last (faster on CPUs); it must draw what the contiguous network
+    draws, within the conformance tolerance (1e-4 of [0, 1]: at most 1 uint8 level after rounding)."""
+    import torch
+
+    from lipsync_cli import inference
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
+    mels = rng.standard_normal((4, 80, 16)).astype(np.float32)
+    outs = {}
+    for layout, archs in (("channels_last", {"wav2lip"}), ("contiguous", set())):
+        monkeypatch.setattr(inference, "CHANNELS_LAST_ARCHS", archs)
+        gen = load_generator(str(generator_file), device="cpu", precision="fp32", batch_size=4)
+        conv = next(m for m in gen.model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+        outs[layout] = gen(mels, crops)[0].astype(np.int16)
+    assert outs["contiguous"].std() > 5
+    assert np.abs(outs["channels_last"] - outs["contiguous"]).max() <= 1

@@ -300,7 +300,5 @@ def test_truncated_video_uses_what_decodes(tmp_path, clip, speech, wav2lip_ckpt)
     cut.write_bytes(data[: int(len(data) * 0.6)])
     out = tmp_path / "o.mp4"
     proc = run_dub(cut, speech, out, model=wav2lip_ckpt)
-    if proc.returncode != 0:  # undecodable header: then it must be a clean one-line failure
-        assert_clean_failure(proc, out, 1, "cut.mp4")
-    else:
-        assert out.is_file()
+    assert proc.returncode == 0, proc.stderr  # +faststart: the header is whole, only frames are missing
+    assert out.is_file() and "decode" in proc.stderr

@@ -48,7 +48,11 @@ def test_refs_checkpoint_dubs_shared_clip_and_still_image(tmp_path, face_image, 
                                "--model", str(refs_ckpt), "--detector", "dlib", "--device", "cpu"],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
-        assert out.is_file() and "edited" in proc.stderr
+        import re
+
+        edited = re.search(r"\((\d+) edited", proc.stderr)
+        assert out.is_file() and edited, proc.stderr
+        assert int(edited.group(1)) > 0, f"{name}: the face was never dubbed: {proc.stderr}"
 
 
 def test_dub_blends_with_the_blurred_predicted_mask(refs_ckpt):

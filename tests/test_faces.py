@@ -427,3 +427,59 @@ def test_auto_detector_is_face_alignment_on_cuda_and_dlib_on_a_cpu(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dlib" else real(name, *a))
     assert resolve_name("auto", "cpu") == "face_alignment"  # without dlib: the backend that is always installed
+
+
+@pytest.fixture(scope="module")
+def random_face_alignment(tmp_path_factory):
+    """face-alignment's real S3FD and 2D-FAN-4 networks with random weights, saved where it loads them from
+    (torch.hub's checkpoints folder, under the file names of its download URLs): the real integration, offline."""
+    import os
+
+    import torch
+    from face_alignment.api import models_urls
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    hub = tmp_path_factory.mktemp("torch_hub")
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(hub))
+    (hub / "checkpoints").mkdir()
+    torch.manual_seed(0)
+    detector_file = hub / "checkpoints" / "s3fd-random.pth"
+    state = s3fd().state_dict()
+    # Random scores would put a "face" on hundreds of anchors (and FAN on each): make only the coarsest level
+    # (stride 128: a few anchors per frame) score faces, every other level background.
+    for key in [k for k in state if "mbox_conf" in k]:
+        state[key].zero_()
+        if key.endswith(".bias"):
+            state[key][-1] = 20.0 if key.startswith("conv7_2") else -20.0
+    torch.save(state, detector_file)
+    torch.save(FAN(4).state_dict(), hub / "checkpoints" / os.path.basename(models_urls["2DFAN-4"]))
+    yield {"s3fd": detector_file}
+    torch.hub.set_dir(old)
+
+
+@pytest.mark.slow
+def test_face_alignment_real_networks_contract(random_face_alignment, monkeypatch):
+    """Our backend drives face-alignment's real S3FD (batched, RGB float input) and FAN: per-frame lists of
+    faces, boxes inside the frame, (68, 2) landmarks near the given box. Random weights: shapes, not accuracy."""
+    from lipsync_cli import weights
+
+    monkeypatch.setattr(weights, "prepare_face_alignment", lambda detector, **kw: random_face_alignment)
+    fa = get_detector("face_alignment", "cpu")
+    assert fa.name == "face_alignment:sfd"
+    frame = np.ascontiguousarray(astronaut_face()[0:300, 100:400])  # (300, 300, 3) uint8 RGB
+    found = fa.detect([frame, frame[:, ::-1].copy()], max_side=160)
+    assert len(found) == 2 and all(1 <= len(faces) <= 8 for faces in found), [len(f) for f in found]
+    for faces in found:
+        for face in faces:
+            assert 0 <= face.box[0] <= face.box[2] <= 300 and 0 <= face.box[1] <= face.box[3] <= 300
+            assert face.landmarks.shape == (68, 2)
+    # FAN on a known box: landmarks come back for that face, as (68, 2), near it.
+    [face] = fa._faces(frame, [[90.0, 60.0, 230.0, 220.0, 0.99]])
+    assert face.landmarks.shape == (68, 2) and np.isfinite(face.landmarks).all()
+    np.testing.assert_allclose(face.box, [90, 60, 230, 220])  # S3FD's own box is kept (Wav2Lip's crops)
+    # In frame pixels around the box (FAN's crop is about twice the box), not on FAN's 64-pixel heatmap grid.
+    x, y = face.landmarks[:, 0], face.landmarks[:, 1]
+    assert (x >= 90 - 140).all() and (x <= 230 + 140).all() and (y >= 60 - 160).all() and (y <= 220 + 160).all()
+    assert np.ptp(face.landmarks, axis=0).max() > 64

@@ -56,7 +56,10 @@ class FaceAlignmentDetector(FaceDetector):
         rows.sort(key=lambda row: -row[4])
         if not rows:
             return []
-        points = self._fa.get_landmarks_from_image(frame, detected_faces=[row[:4] for row in rows])
+        # Python floats: face-alignment 1.5 assigns the box centre and scale into torch tensors, which refuses
+        # numpy float32 scalars (TypeError on every detected face; found by the random-weight contract test).
+        boxes = [[float(v) for v in row[:4]] for row in rows]
+        points = self._fa.get_landmarks_from_image(frame, detected_faces=boxes)
         height, width = frame.shape[:2]
         faces = []
         for row, landmarks in zip(rows, points):

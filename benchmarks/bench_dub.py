@@ -23,12 +23,14 @@ from random_weights import random_public_checkpoint
 
 
 
-def one_run(video: str, audio: str, model: str, detector: str, device: str, precision: str, batch: int) -> dict:
+def one_run(video: str, audio: str, model: str, detector: str, device: str, precision: str, batch: int,
+            box=None) -> dict:
     """Dub once in this process; return stage seconds, frames and peak RSS (this process + ffmpeg children)."""
     from lipsync_cli.config import DubConfig, FaceConfig
     from lipsync_cli.pipeline import dub
 
-    cfg = DubConfig(model=model, faces=FaceConfig(detector=detector), device=device, precision=precision,
+    faces = FaceConfig(detector=detector, box=tuple(box) if box else None)
+    cfg = DubConfig(model=model, faces=faces, device=device, precision=precision,
                     batch_size=batch, quiet=True, force=True)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -42,6 +44,7 @@ def one_run(video: str, audio: str, model: str, detector: str, device: str, prec
 def in_subprocess(args: argparse.Namespace, video: str, audio: str, model: str) -> dict:
     cmd = [sys.executable, __file__, "--one", video, audio, "--model", model, "--detector", args.detector,
            "--device", args.device, "--precision", args.precision, "--batch-size", str(args.batch_size)]
+    cmd += ["--box", *map(str, args.box)] if args.box else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -70,11 +73,12 @@ def main() -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeat-to", type=float, nargs="*", default=[])
+    p.add_argument("--box", type=int, nargs=4, metavar=("X1", "Y1", "X2", "Y2"), help="fixed face box: no detection")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(one_run(args.video, args.audio, args.model, args.detector, args.device, args.precision,
-                                 args.batch_size)))
+                                 args.batch_size, args.box)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         model = random_public_checkpoint(Path(tmp), "wav2lip") if args.model == "random" else args.model

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from random_weights import random_public_checkpoint
 
-DEFAULT_BATCH = {"expert": 64, "wav2lip": 16, "refs": 16}  # the issue's defaults (Wav2Lip paper; refs as wav2lip)
+MODELS = ("expert", "wav2lip", "refs")
 
 
 def train_once(model: str, data: Path, run: Path, expert: str, batch: int, steps: int, args) -> float:
@@ -47,11 +47,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_BATCH), choices=list(DEFAULT_BATCH))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--batch", nargs="*", default=[], help="per-model batch sizes, e.g. expert=32 refs=8")
     p.add_argument("--perceptual", default="off", choices=["off", "random", "imagenet"])
     args = p.parse_args()
-    batches = {**DEFAULT_BATCH, **{k: int(v) for k, v in (b.split("=") for b in args.batch)}}
+    from lipsync_cli.config import train_defaults
+
+    batches = {m: train_defaults(m).batch_size for m in MODELS}  # `lipsync train`'s own defaults
+    batches.update({k: int(v) for k, v in (b.split("=") for b in args.batch)})
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -429,36 +429,6 @@ def test_auto_detector_is_face_alignment_on_cuda_and_dlib_on_a_cpu(monkeypatch):
     assert resolve_name("auto", "cpu") == "face_alignment"  # without dlib: the backend that is always installed
 
 
-@pytest.fixture(scope="module")
-def random_face_alignment(tmp_path_factory):
-    """face-alignment's real S3FD and 2D-FAN-4 networks with random weights, saved where it loads them from
-    (torch.hub's checkpoints folder, under the file names of its download URLs): the real integration, offline."""
-    import os
-
-    import torch
-    from face_alignment.api import models_urls
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-    from face_alignment.models import FAN
-
-    hub = tmp_path_factory.mktemp("torch_hub")
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(hub))
-    (hub / "checkpoints").mkdir()
-    torch.manual_seed(0)
-    detector_file = hub / "checkpoints" / "s3fd-random.pth"
-    state = s3fd().state_dict()
-    # Random scores would put a "face" on hundreds of anchors (and FAN on each): make only the coarsest level
-    # (stride 128: a few anchors per frame) score faces, every other level background.
-    for key in [k for k in state if "mbox_conf" in k]:
-        state[key].zero_()
-        if key.endswith(".bias"):
-            state[key][-1] = 20.0 if key.startswith("conv7_2") else -20.0
-    torch.save(state, detector_file)
-    torch.save(FAN(4).state_dict(), hub / "checkpoints" / os.path.basename(models_urls["2DFAN-4"]))
-    yield {"s3fd": detector_file}
-    torch.hub.set_dir(old)
-
-
 @pytest.mark.slow
 def test_face_alignment_real_networks_contract(random_face_alignment, monkeypatch):
     """Our backend drives face-alignment's real S3FD (batched, RGB float input) and FAN: per-frame lists of

@@ -12,12 +12,17 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from lipsync_cli.faces.base import JAW, NOSE_BOTTOM
 from lipsync_cli.faces.crop import pixel_box, uncrop
 
 FEATHER = 0.1  # soft-edge radius of the mask as a fraction of the face box's shorter side
-# iBUG 68-point indices: the jaw from ear to ear (1..15, skipping the points at the temples) and the
-# bottom of the nose right to left (35..31); together they outline everything the mouth can move.
-LOWER_FACE = [*range(1, 16), 35, 34, 33, 32, 31]
+# The outline of the blended region: the jaw from ear to ear without its two top points (0 and 16 sit at the
+# temples, level with the eyes, where pasting would show) and the base of the nose right to left.
+# Why not the refs mask head's training target (refs_losses.landmark_mask: all 17 jaw points + the nose tip,
+# dilated): that target is where the generator must *redraw* (generous, so no moving pixel is left out); this
+# is where pasting is *safe* inside the face box (tight, feathered). At dub time the two meet by product: the
+# predicted mask can only narrow this region (lower_face_mask), never extend it past the box.
+LOWER_FACE = [*JAW[1:16], *NOSE_BOTTOM[::-1]]
 # Without landmarks: an ellipse over the mouth and chin of an S3FD-like box, as fractions of the box.
 ELLIPSE_CENTRE = (0.5, 0.68)  # x, y
 ELLIPSE_AXES = (0.36, 0.27)  # semi-axes: x, y

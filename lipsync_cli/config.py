@@ -91,7 +91,6 @@ class TrainConfig:
 class ExpertConfig:
     """The lip-sync expert (SyncNet-style) objective."""
 
-    size: int = 96  # face crop side (the lower half, size/2 x size, is what the expert sees)
     min_negative_offset: int = 5  # a negative window starts at least this many frames from the positive
 
 

@@ -146,10 +146,11 @@ class Generator:
     def _run(self, mels: np.ndarray, crops: np.ndarray):
         import torch
 
+        from lipsync_cli.models.blocks import masked_target
+
         faces = _to_tensor(crops, self.device)  # (B, 3, S, S) float32 in [0, 1], RGB
         mel = torch.from_numpy(np.ascontiguousarray(mels)).to(self.device).unsqueeze(1)  # (B, 1, 80, 16)
-        masked = faces.clone()
-        masked[:, :, faces.shape[2] // 2:] = 0  # the generator never sees the mouth it must redraw
+        masked = masked_target(faces)
         with torch.inference_mode(), autocast(self.device, self.precision):
             if self.arch == "refs":
                 rgb, mask = self.model(mel, masked, ref_cache=self.ref_cache)

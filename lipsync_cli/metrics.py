@@ -12,8 +12,8 @@ import warnings
 
 import numpy as np
 
-MOUTH = slice(48, 68)  # the 20 mouth points of the 68-point (iBUG/dlib) landmark layout
-FACE = slice(0, 68)  # all 68 points
+from lipsync_cli.faces.base import MOUTH, N_LANDMARKS  # MOUTH: the 20 lip points of the 68-point layout
+FACE = slice(0, N_LANDMARKS)  # all 68 points
 SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. 2004, as in scikit-image's gaussian_weights=True
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image truncates its window at 3.5 sigma: 11x11
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # stabilising constants of the SSIM paper
@@ -132,7 +132,7 @@ def normalise_landmarks(landmarks: np.ndarray, box: np.ndarray) -> np.ndarray:
     return (np.asarray(landmarks, dtype=np.float64) - origin) / size
 
 
-def landmark_distance(a: np.ndarray, b: np.ndarray, points: slice = FACE) -> float:
+def landmark_distance(a: np.ndarray, b: np.ndarray, points=FACE) -> float:
     """Mean Euclidean distance between corresponding landmarks (…, 68, 2) over the chosen points
     (MOUTH → M-LMD, FACE → F-LMD); NaN rows (no face found) are skipped."""
     d = np.linalg.norm(np.asarray(a)[..., points, :] - np.asarray(b)[..., points, :], axis=-1)

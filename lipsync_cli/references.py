@@ -18,10 +18,11 @@ from typing import Optional
 
 import numpy as np
 
-N_REFS = 10  # K: references per clip
-JAW_LOWER = np.arange(4, 13)  # 68-point jaw contour 0-16; 4-12 is the part below the mouth corners (the chin)
-MOUTH = np.arange(48, 68)  # outer + inner lip contours
-LIP_CHIN = np.concatenate([JAW_LOWER, MOUTH])
+from lipsync_cli.config import RefsConfig
+from lipsync_cli.faces.base import CHIN, MOUTH
+
+N_REFS = RefsConfig.n_refs  # K: references per clip (its one default lives in config)
+LIP_CHIN = np.array(CHIN + MOUTH)  # what the clusters are made of: the lips and the chin below them
 
 
 def lip_features(landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Iterable, Optional
 from urllib.parse import urlparse
 
 from lipsync_cli.errors import InputError, UsageError, WeightsError
+from lipsync_cli.media.atomic import atomic_output
 
 TRUE_VALUES = ("1", "true", "yes", "on")
 NETWORK_CHECK_SECONDS = 1.5  # the whole reachability probe, DNS included: offline must fail in < 2 s
@@ -162,9 +163,8 @@ def expected_sha256(spec: WeightSpec) -> str:
 def _record_sha256(spec: WeightSpec, digest: str) -> None:
     sidecar = _sidecar(spec)
     sidecar.parent.mkdir(parents=True, exist_ok=True)
-    tmp = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
-    tmp.write_text(f"{digest}  {spec.filename}\n")
-    os.replace(tmp, sidecar)
+    with atomic_output(sidecar) as tmp:
+        tmp.write_text(f"{digest}  {spec.filename}\n")
 
 
 def check(spec: WeightSpec, path: Path) -> Optional[str]:
@@ -284,30 +284,25 @@ def _download(spec: WeightSpec, accept_licence: bool) -> Path:
     _require_licence(spec, accept_licence)
     dest = cache_dir() / spec.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fetch_hub(spec, dest) if spec.repo_id else _fetch_url(spec, dest)
-    try:
-        problem = check(spec, tmp)
+    with atomic_output(dest) as part:  # verified before it takes the final name; removed on any failure
+        _fetch_hub(spec, part) if spec.repo_id else _fetch_url(spec, part)
+        problem = check(spec, part)
         if problem:
             raise WeightsError(f"downloaded {spec.filename} from {spec.source} failed verification ({problem}); "
                                "nothing was kept: try again later or fetch it by hand into $LIPSYNC_WEIGHTS_DIR")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
-def _fetch_hub(spec: WeightSpec, dest: Path) -> Path:
-    """hf_hub_download (pinned revision, its own progress bar) into a staging folder next to `dest`."""
+def _fetch_hub(spec: WeightSpec, part: Path) -> None:
+    """hf_hub_download (pinned revision, its own progress bar) into a staging folder, then moved to `part`."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    staging = dest.parent / f".staging-{spec.name}-{os.getpid()}"
+    staging = part.parent / f".staging-{spec.name}-{os.getpid()}"
     try:
         got = hf_hub_download(repo_id=spec.repo_id, filename=spec.repo_file, revision=spec.revision,
                               local_dir=staging)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-        os.replace(got, tmp)
-        return tmp
+        shutil.move(got, part)
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:  # the hub's own "offline" verdicts
         raise WeightsError(_offline_message(spec, type(err).__name__)) from err
     except Exception as err:
@@ -317,30 +312,16 @@ def _fetch_hub(spec: WeightSpec, dest: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fetch_url(spec: WeightSpec, dest: Path) -> Path:
-    """Stream an https URL to a temporary file beside `dest`, with a rich progress bar on stderr."""
-    import urllib.request
+def _fetch_url(spec: WeightSpec, part: Path) -> None:
+    """torch.hub's streaming download (its own temp file and progress bar) into `part`. No hash_prefix: the
+    caller verifies size and the full SHA-256 with the same message for every source."""
+    from torch.hub import download_url_to_file
 
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    columns = (TextColumn(spec.filename), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     try:
-        with urllib.request.urlopen(spec.url, timeout=30) as response, open(tmp, "wb") as out, \
-                Progress(*columns, console=Console(stderr=True)) as progress:
-            task = progress.add_task("download", total=int(response.headers.get("Content-Length") or 0) or None)
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-                progress.advance(task, len(block))
-    except OSError as err:  # URLError, timeouts, disk full
-        tmp.unlink(missing_ok=True)
+        download_url_to_file(spec.url, str(part), hash_prefix=None, progress=sys.stderr.isatty())
+    except OSError as err:  # URLError, HTTPError, timeouts, disk full
         raise WeightsError(f"download of {spec.filename} from {spec.url} failed ({err}); try again, or fetch it "
                            "by hand into $LIPSYNC_WEIGHTS_DIR") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
 
 
 # ---------------------------------------------------------------- listing
@@ -397,10 +378,9 @@ def _place(source: Path, target: Path, spec: WeightSpec) -> None:
     if target.is_file() and (target.resolve() == source.resolve() or check(spec, target) is None):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        tmp.symlink_to(source.resolve())
-    except OSError:  # no symlinks (Windows without privilege, some filesystems)
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_output(target) as tmp:
+        tmp.unlink(missing_ok=True)  # left by a killed run
+        try:
+            tmp.symlink_to(source.resolve())
+        except OSError:  # no symlinks (Windows without privilege, some filesystems)
+            shutil.copyfile(source, tmp)

@@ -42,9 +42,13 @@ def toy_spec(name="toy", sha256=sha(GOOD), noncommercial=False, **extra) -> weig
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Any attempt to open a connection fails, as on a machine without network."""
+    """Any attempt to open a connection fails, as on a machine without network (loopback excepted: the
+    tests' own HTTP server)."""
+    real = socket.create_connection
 
-    def refuse(*args, **kwargs):
+    def refuse(address, *args, **kwargs):
+        if address[0] == "127.0.0.1":
+            return real(address, *args, **kwargs)
         raise OSError("network disabled in tests")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
@@ -319,17 +323,49 @@ def test_hub_offline_errors_become_the_offline_message(env, manifest, hub):
     assert list((env / "cache").iterdir()) == []  # staging folder removed
 
 
-def test_url_download_streams_to_temp_then_renames(env, manifest, monkeypatch):
-    manifest(toy_spec(repo_id="", repo_file="", url="https://example.org/files/toy.pth"))
-    monkeypatch.setattr(weights, "_reachable", lambda host, port=443: host == "example.org")
-    import urllib.request
+@pytest.fixture
+def http_files():
+    """A real HTTP server on 127.0.0.1 serving a dict {path: bytes}; yields (files, base URL)."""
+    import http.server
+    import threading
 
-    class Response(io.BytesIO):
-        headers = {"Content-Length": str(len(GOOD))}
+    files: dict = {}
 
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(GOOD))
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield files, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_url_download_streams_to_temp_then_renames(env, manifest, monkeypatch, http_files):
+    files, base = http_files
+    files["/files/toy.pth"] = GOOD
+    manifest(toy_spec(repo_id="", repo_file="", url=f"{base}/files/toy.pth"))
+    monkeypatch.setattr(weights, "_reachable", lambda host, port=443: host == "127.0.0.1")
     path = weights.resolve("toy")
     assert path.read_bytes() == GOOD and [p.name for p in path.parent.iterdir()] == ["toy.pth"]
+
+
+def test_url_download_that_fails_verification_or_404s_leaves_nothing(env, manifest, monkeypatch, http_files):
+    files, base = http_files
+    files["/files/toy.pth"] = BAD
+    monkeypatch.setattr(weights, "_reachable", lambda host, port=443: host == "127.0.0.1")
+    for url, needle in ((f"{base}/files/toy.pth", "failed verification"), (f"{base}/missing.pth", "404")):
+        manifest(toy_spec(repo_id="", repo_file="", url=url))
+        with pytest.raises(WeightsError, match=needle):
+            weights.resolve("toy")
+        assert not any((env / "cache").iterdir()), list((env / "cache").iterdir())
 
 
 # ---------------------------------------------------------------- face-alignment

@@ -18,7 +18,6 @@ not gigabytes.
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
@@ -29,6 +28,7 @@ from lipsync_cli.audio import SAMPLE_RATE
 from lipsync_cli.config import FaceConfig, PreprocessConfig
 from lipsync_cli.data.sources import ClipSource
 from lipsync_cli.errors import InputError
+from lipsync_cli.media.atomic import atomic_output
 
 ARRAYS = ("faces.npy", "mel.npy", "landmarks.npy", "boxes.npy")
 DONE_MARKER = "meta.json"  # written last, atomically: its presence means every array is complete
@@ -148,9 +148,8 @@ def to_crop_coords(landmarks: np.ndarray, regions: np.ndarray, size: int) -> np.
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Temp file in the same folder + rename, so readers see the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 def _probe(path: Path):
@@ -197,22 +196,18 @@ def _write_crops(path: Path, info, boxes: np.ndarray, start: int, cfg: Preproces
     """Crop frames [start, start + len(boxes)) into an (N, S, S, 3) uint8 RGB .npy, filled frame by frame."""
     from lipsync_cli.faces.crop import crop
 
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    faces = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(boxes), cfg.size, cfg.size, 3))
-    frames = islice(_frames(path, info, cfg, start + len(boxes)), start, None)
-    k = -1
-    for k, frame in enumerate(frames):
-        faces[k] = crop(frame, boxes[k], cfg.size)
-    faces.flush()
-    del faces
-    if k + 1 != len(boxes):  # the second decode must see the same frames as the first
-        tmp.unlink(missing_ok=True)
-        raise ClipSkipped("undecodable", f"{path.name}: second decode gave {k + 1} frames, expected {len(boxes)}")
-    os.replace(tmp, target)
+    with atomic_output(target) as tmp:
+        faces = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(boxes), cfg.size, cfg.size, 3))
+        frames = islice(_frames(path, info, cfg, start + len(boxes)), start, None)
+        k = -1
+        for k, frame in enumerate(frames):
+            faces[k] = crop(frame, boxes[k], cfg.size)
+        faces.flush()
+        del faces
+        if k + 1 != len(boxes):  # the second decode must see the same frames as the first
+            raise ClipSkipped("undecodable", f"{path.name}: second decode gave {k + 1} frames, expected {len(boxes)}")
 
 
 def _save(target: Path, array: np.ndarray) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_output(target) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, target)

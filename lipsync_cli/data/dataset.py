@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lipsync_cli.errors import InputError
+from lipsync_cli.models.blocks import lower_half, masked_target
 from lipsync_cli.timing import EXPERT_FRAMES, MEL_WINDOW, window_starts
 
 WINDOW = EXPERT_FRAMES  # consecutive frames per sample (the expert judges 5 at once; 0.2 s at 25 fps)
@@ -120,8 +121,7 @@ class ExpertDataset(_WindowDataset):
         rng = self._rng(idx)
         positive = bool(rng.random() < 0.5)
         audio_start = start if positive else self._negative(start, self.n_starts[clip], rng)
-        size = self.store.size
-        faces = self._frames(clip, slice(start, start + WINDOW))[:, :, size // 2:]
+        faces = lower_half(self._frames(clip, slice(start, start + WINDOW)))  # (3, 5, S/2, S)
         return {"faces": faces, "mel": self._mels(clip, np.array([audio_start]))[0],
                 "label": torch.tensor(float(positive))}
 
@@ -155,8 +155,7 @@ class GeneratorDataset(_WindowDataset):
         frames = np.arange(start, start + WINDOW)
         refs = np.sort(rng.choice(self._far_frames(clip, start), size=WINDOW))
         target = self._frames(clip, frames)
-        masked = target.clone()
-        masked[:, :, self.store.size // 2:] = 0
+        masked = masked_target(target)
         mels = self._mels(clip, frames)
         return {"target": target, "masked": masked, "ref": self._frames(clip, refs), "mel": mels,
                 "sync_mel": mels[0]}

@@ -12,6 +12,12 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 N_LANDMARKS = 68  # the iBUG 300-W point layout that both backends produce
+# Regions of that layout, named once (indices into the 68 points):
+JAW = list(range(0, 17))  # the jaw contour, ear to ear
+CHIN = list(range(4, 13))  # the part of the jaw below the mouth corners
+NOSE_TIP = 30
+NOSE_BOTTOM = [31, 32, 33, 34, 35]  # the base of the nose, left to right
+MOUTH = list(range(48, 68))  # outer + inner lip contours
 
 
 @dataclass

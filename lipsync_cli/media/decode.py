@@ -11,6 +11,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from lipsync_cli.audio import SAMPLE_RATE
 from lipsync_cli.errors import InputError
 from lipsync_cli.media.probe import MediaInfo, probe
 from lipsync_cli.media.tools import ffmpeg_exe, media_arg, run, spawn, stderr_tail, stop
@@ -98,7 +99,7 @@ def read_image(path) -> np.ndarray:
     return np.frombuffer(bytearray(res.stdout), np.uint8).reshape(info.height, info.width, 3)
 
 
-def load_audio(path, sr: int = 16000) -> np.ndarray:
+def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
     """The first audio stream of any file as (N,) float32 mono in [-1, 1] at `sr` Hz (channels averaged)."""
     info = probe(path)
     if not info.has_audio:

@@ -9,6 +9,22 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+WAV2LIP_SIZE = 96  # the face crop side every Wav2Lip-compatible network (generator, expert, discriminator) is fixed at
+EXPERT_VIEW = (WAV2LIP_SIZE // 2, WAV2LIP_SIZE)  # (H, W) the expert sees: the lower half of a 96x96 crop
+
+
+def masked_target(faces: Tensor) -> Tensor:
+    """The generators' input contract, once: a copy of (..., S, S) faces with the lower half (rows S/2..S)
+    zeroed, so a generator never sees the mouth it must redraw. Any dtype; the input is not modified."""
+    out = faces.clone()
+    out[..., faces.shape[-2] // 2:, :] = 0
+    return out
+
+
+def lower_half(faces: Tensor) -> Tensor:
+    """(..., S, S) → (..., S/2, S): the mouth half, what the expert and the discriminators judge (a view)."""
+    return faces[..., faces.shape[-2] // 2:, :]
+
 
 class ConvBlock(nn.Module):
     """Conv2d + BatchNorm + ReLU; with residual=True the input is added before the ReLU."""

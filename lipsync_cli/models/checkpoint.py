@@ -11,8 +11,6 @@ Everything is read with torch.load(weights_only=True): a checkpoint is data, nev
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from lipsync_cli.errors import InputError
@@ -95,15 +93,11 @@ def save_checkpoint(path: str | Path, model, **extra) -> Path:
     path = Path(path)
     net = _unwrap(model)
     payload = {"arch": net.arch, "config": dict(net.config), "state_dict": net.state_dict(), **extra}
+    from lipsync_cli.media.atomic import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

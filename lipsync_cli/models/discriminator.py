@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lipsync_cli.models.blocks import PlainConvBlock, fold_time
+from lipsync_cli.models.blocks import PlainConvBlock, fold_time, lower_half
 
 
 def _stage(cin: int, cout: int, kernel: int, stride) -> nn.Sequential:
@@ -39,7 +39,7 @@ class QualityDiscriminator(nn.Module):
 
     def forward(self, faces: Tensor) -> Tensor:
         x = fold_time(faces)  # (T*B, 3, 96, 96)
-        x = x[:, :, x.shape[2] // 2:]  # lower half: (T*B, 3, 48, 96), where lip-sync artefacts are
+        x = lower_half(x)  # (T*B, 3, 48, 96): where lip-sync artefacts are
         for block in self.face_encoder_blocks:
             x = block(x)
         return self.binary_pred(x).flatten(1)  # (T*B, 1)

@@ -59,8 +59,12 @@ def coord_channels(mel: torch.Tensor) -> torch.Tensor:
     return torch.cat([mel, ys, xs], dim=1)
 
 
-class ConvBlock(nn.Module):
-    """Conv-BN-ReLU; with `residual` the input is added back (the residual-blocks ablation switch)."""
+class ConvBNReLU(nn.Module):
+    """3x3 Conv-BN-ReLU; with `residual` the input is added back (the residual-blocks ablation switch).
+
+    Not blocks.ConvBlock: that one keeps the public Wav2Lip checkpoints' layout (a biased conv inside
+    `conv_block`, any kernel); this one is the refs family's own (bias-free conv before BN, `conv`/`bn`),
+    and renaming its parameters would break every refs checkpoint trained so far."""
 
     def __init__(self, cin: int, cout: int, stride=1, residual: bool = False):
         super().__init__()
@@ -80,7 +84,7 @@ def Conv1x1(cin: int, cout: int) -> nn.Sequential:
 
 def stage(cin: int, cout: int, stride, residual: bool) -> nn.Sequential:
     """One encoder level: a (strided) conv that changes width, then one same-width block."""
-    return nn.Sequential(ConvBlock(cin, cout, stride), ConvBlock(cout, cout, 1, residual))
+    return nn.Sequential(ConvBNReLU(cin, cout, stride), ConvBNReLU(cout, cout, 1, residual))
 
 
 class ImageEncoder(nn.Module):
@@ -155,8 +159,8 @@ class Decoder(nn.Module):
         scales = list(reversed(widths))  # channels at S/32, S/16, ..., S
         self.audio_proj = nn.ModuleList([nn.Linear(EMBED_DIM, c) for c in scales])
         # 1x1 to merge the four inputs, then a 3x3 block: a 3x3 conv on 4c channels would cost 4x as much
-        self.fuse = nn.ModuleList([nn.Sequential(Conv1x1(4 * c, c), ConvBlock(c, c, 1, residual)) for c in scales])
-        self.up = nn.ModuleList([ConvBlock(cin, cout) for cin, cout in zip(scales[:-1], scales[1:])])
+        self.fuse = nn.ModuleList([nn.Sequential(Conv1x1(4 * c, c), ConvBNReLU(c, c, 1, residual)) for c in scales])
+        self.up = nn.ModuleList([ConvBNReLU(cin, cout) for cin, cout in zip(scales[:-1], scales[1:])])
 
     def forward(self, emb, audio, ident_skips, ref_skips) -> torch.Tensor:
         x = self.unflatten(emb[:, :, None, None])
@@ -187,8 +191,8 @@ class RefsGenerator(nn.Module):
         self.reference_encoder = ImageEncoder(size, widths, residual)  # shared by the K references
         self.audio_encoder = AudioEncoder(widths[:4], residual)
         self.decoder = Decoder(size, widths, residual)
-        self.rgb_head = nn.Sequential(ConvBlock(base, base), nn.Conv2d(base, 3, 1), nn.Sigmoid())
-        self.mask_head = nn.Sequential(ConvBlock(base, base), nn.Conv2d(base, 1, 1), nn.Sigmoid()) if mask_head else None
+        self.rgb_head = nn.Sequential(ConvBNReLU(base, base), nn.Conv2d(base, 3, 1), nn.Sigmoid())
+        self.mask_head = nn.Sequential(ConvBNReLU(base, base), nn.Conv2d(base, 1, 1), nn.Sigmoid()) if mask_head else None
 
     def encode_references(self, refs: torch.Tensor) -> RefCache:
         """refs (R, K, 3, S, S) float in [0, 1], RGB, whole crops → RefCache. Runs the encoder R*K times."""

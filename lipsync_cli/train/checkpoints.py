@@ -58,13 +58,14 @@ def step_checkpoints(run_dir: Path) -> list[Path]:
 
 def _replace_with_link(src: Path, dst: Path) -> None:
     """Atomically make dst the same file as src: a hard link (no second copy on disk) renamed over dst."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # file systems without hard links
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    from lipsync_cli.media.atomic import atomic_output
+
+    with atomic_output(dst) as tmp:
+        tmp.unlink(missing_ok=True)  # left by a killed run
+        try:
+            os.link(src, tmp)
+        except OSError:  # file systems without hard links
+            shutil.copyfile(src, tmp)
 
 
 def rng_state() -> dict:

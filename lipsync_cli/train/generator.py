@@ -17,11 +17,12 @@ import torch
 from lipsync_cli.config import GeneratorConfig, TrainConfig
 from lipsync_cli.data.dataset import ClipStore, GeneratorDataset, stack_frames
 from lipsync_cli.errors import InputError
+from lipsync_cli.models.blocks import WAV2LIP_SIZE, lower_half
 from lipsync_cli.train.losses import bce, sync_bce
 from lipsync_cli.train.schedules import generator_weights, sync_loss_enabled
 from lipsync_cli.train.trainer import Task
 
-NETWORK_SIZE = 96  # Wav2Lip's networks are fixed at 96x96 crops
+NETWORK_SIZE = WAV2LIP_SIZE
 
 
 class GeneratorTask(Task):
@@ -106,7 +107,7 @@ class GeneratorTask(Task):
 
     def _sync_loss(self, out: torch.Tensor, sync_mel: torch.Tensor, run) -> torch.Tensor:
         """The expert's BCE of "in sync" for the generated window (gradients reach the generator)."""
-        faces = stack_frames(out[:, :, :, out.shape[-2] // 2:])  # (B, 15, S/2, S), as ExpertDataset stacks
+        faces = stack_frames(lower_half(out))  # (B, 15, S/2, S), as ExpertDataset stacks
         with run.autocast():
             audio_emb, face_emb = self.nets["expert"](sync_mel, faces)
         return sync_bce(audio_emb, face_emb, torch.ones(len(faces), device=faces.device))[0]

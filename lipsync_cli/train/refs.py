@@ -18,6 +18,7 @@ from torch import Tensor
 
 from lipsync_cli.config import GeneratorConfig, RefsConfig, TrainConfig
 from lipsync_cli.errors import InputError
+from lipsync_cli.models.blocks import lower_half
 from lipsync_cli.train import refs_losses as L
 from lipsync_cli.train.trainer import Task
 
@@ -125,8 +126,8 @@ class RefsTask(Task):
         run.optimize(out["total"], self.optimizers["generator"])
         logs = {name: value.item() for name, value in out.items() if name != "blended"}
         if weights["adv"] > 0:
-            real = lower_halves(images(batch["target"]))
-            d_loss = L.discriminator_loss(self.nets["discriminator"], real, lower_halves(out["blended"].float()),
+            real = lower_half(images(batch["target"]))
+            d_loss = L.discriminator_loss(self.nets["discriminator"], real, lower_half(out["blended"].float()),
                                           self.cfg.r1_gamma)
             run.optimize(d_loss, self.optimizers["discriminator"])
             logs["disc"] = d_loss.item()
@@ -150,7 +151,7 @@ class RefsTask(Task):
                  "mask": lambda: L.mask_bce(mask, target_mask),
                  "expert": lambda: L.sync_loss(self.nets["expert"], batch["sync_mel"], blended),
                  # the bare module: this pass only feeds the generator's gradient (no DDP sync wanted)
-                 "adv": lambda: L.generator_adv_loss(unwrap(self.nets["discriminator"])(lower_halves(blended)))}
+                 "adv": lambda: L.generator_adv_loss(unwrap(self.nets["discriminator"])(lower_half(blended)))}
         usable = {n for n in terms if weights[n] > 0 and (n != "expert" or "expert" in self.nets)}
         out = {name: terms[name]() for name in terms if name in usable}
         out["total"] = sum(weights[name] * out[name] for name in usable)
@@ -211,6 +212,3 @@ def time_second(x: Tensor, b: int) -> Tensor:
     return x.view(b, -1, *x.shape[1:]).transpose(1, 2)
 
 
-def lower_halves(x: Tensor) -> Tensor:
-    """(B, 3, T, S, S) → (B, 3, T, S/2, S): what the discriminator judges (the upper half is the input's)."""
-    return x[..., x.shape[-2] // 2:, :]

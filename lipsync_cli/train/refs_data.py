@@ -13,6 +13,7 @@ import torch
 
 from lipsync_cli.config import RefsConfig
 from lipsync_cli.data.dataset import WINDOW, ClipStore, _WindowDataset
+from lipsync_cli.models.blocks import masked_target
 from lipsync_cli.references import ClipReferences, augmented_copies, blur_references
 from lipsync_cli.train.refs_losses import landmark_mask
 
@@ -36,8 +37,7 @@ class RefsDataset(_WindowDataset):
         rng = self._rng(idx)
         frames = np.arange(start, start + WINDOW)
         target = self._frames(clip, frames)
-        masked = target.clone()
-        masked[:, :, self.store.size // 2:] = 0
+        masked = masked_target(target)
         masks = [landmark_mask(lm, self.store.size, self.cfg.mask_dilate) for lm in self.landmarks(clip)[frames]]
         mels = self._mels(clip, frames)
         refs = torch.from_numpy(np.ascontiguousarray(self.references(clip, start, rng).transpose(0, 3, 1, 2)))

@@ -11,7 +11,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lipsync_cli.errors import WeightsError
+from lipsync_cli.faces.base import JAW, NOSE_TIP
+from lipsync_cli.models.blocks import EXPERT_VIEW, WAV2LIP_SIZE, lower_half
 from lipsync_cli.models.refs import gaussian_blur
+from lipsync_cli.train.losses import sync_bce
 
 VGG_LAYERS = (15, 22, 29)  # torchvision vgg16.features indices of relu3_3, relu4_3, relu5_3 (mid-to-high)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -68,7 +71,8 @@ class Perceptual(nn.Module):
 
 
 def sync_loss(expert: nn.Module, mel: Tensor, frames: Tensor) -> Tensor:
-    """−log(clip(d, 1e-3, 1)) with d the expert's cosine similarity of audio and 5-frame face embeddings.
+    """The expert's sync loss (train.losses.sync_bce: −log of the clamped cosine similarity, one clamp for every
+    model) of audio and 5-frame face embeddings.
 
     mel (B, 1, 80, 16) covering the window; frames (B, 3, T=5, S, S) → lower halves, resized to the expert's
     (48, 96) when S != 96, stacked frame-major as (B, 15, 48, 96) like the expert was trained.
@@ -76,13 +80,12 @@ def sync_loss(expert: nn.Module, mel: Tensor, frames: Tensor) -> Tensor:
     from lipsync_cli.data.dataset import stack_frames
 
     b, c, t, s, _ = frames.shape
-    lower = frames[..., s // 2:, :]
-    if s != 96:
-        lower = F.interpolate(lower.flatten(1, 2), size=(48, 96), mode="bilinear", align_corners=False)
-        lower = lower.view(b, c, t, 48, 96)
+    lower = lower_half(frames)
+    if s != WAV2LIP_SIZE:
+        lower = F.interpolate(lower.flatten(1, 2), size=EXPERT_VIEW, mode="bilinear", align_corners=False)
+        lower = lower.view(b, c, t, *EXPERT_VIEW)
     audio, face = expert(mel, stack_frames(lower))
-    d = F.cosine_similarity(audio.float(), face.float(), dim=1)
-    return -torch.log(d.clamp(1e-3, 1)).mean()
+    return sync_bce(audio, face, torch.ones(b, device=frames.device))[0]
 
 
 def diff_augment(x: Tensor, max_shift: float = 0.08, max_scale: float = 0.08, erode_p: float = 0.5) -> Tensor:
@@ -131,7 +134,7 @@ def landmark_mask(landmarks, size: int, dilate: int = 11):
     import cv2
 
     mask = np.zeros((size, size), np.uint8)
-    pts = np.concatenate([landmarks[0:17], landmarks[30:31]])
+    pts = landmarks[[*JAW, NOSE_TIP]]  # generous on purpose: see blend.LOWER_FACE for the dub-time outline
     if not np.isfinite(pts).all():
         mask[size // 2:] = 1
         return mask.astype(np.float32)

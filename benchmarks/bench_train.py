@@ -6,7 +6,7 @@
 Each model trains 2 x STEPS steps through the real Trainer (the same code `lipsync train` runs); the first
 STEPS are warm-up, the figure is the Trainer's own samples_per_s over the second STEPS (data loading, forward,
 backward and optimizer step; validation and checkpoint writes excluded). Without --data a synthetic set
-(lipsync_cli.data.synthetic) at 96 px is written first. Generators train against a random-weight expert;
+(tests/synthetic.py) at 96 px is written first. Generators train against a random-weight expert;
 refs runs without the VGG perceptual loss (no download) unless --perceptual says otherwise. AMP is on for
 CUDA, as in `lipsync train`. Not a test: it prints a table.
 """
@@ -60,7 +60,10 @@ def main() -> None:
         tmp = Path(tmp)
         data = args.data
         if data is None:
-            from lipsync_cli.data.synthetic import make_synthetic_dataset
+            import sys
+
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from synthetic import make_synthetic_dataset  # a test fixture: it needs the test extra (scikit-image)
 
             data = make_synthetic_dataset(tmp / "synthetic", n_clips=6, seconds=4.0, size=96, voice="synthetic")
         expert = random_public_checkpoint(tmp, "syncnet")

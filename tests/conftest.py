@@ -121,9 +121,9 @@ def wav2lip_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
-    """The synthetic talking-face dataset (lipsync_cli.data.synthetic): 16 clips of 3 s (12 train, 4 val),
+    """The synthetic talking-face dataset (tests/synthetic.py): 16 clips of 3 s (12 train, 4 val),
     audio aligned with the mouth; many short clips give the expert more poses and voices than a few long ones."""
-    from lipsync_cli.data.synthetic import make_synthetic_dataset
+    from synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_clips=16, seconds=3.0, seed=0)
 

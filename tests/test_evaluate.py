@@ -137,11 +137,11 @@ def _write_wav(path, wav: np.ndarray):
 
 def synthetic_clip(folder, seed: int, seconds: float = 4.0):
     """An mp4 (SIZE x SIZE, 25 fps, AAC) of the synthetic training data's face, its mouth opening with
-    the loudness of new random speech, and that speech as a wav: rendered as data/synthetic.py renders
+    the loudness of new random speech, and that speech as a wav: rendered as tests/synthetic.py renders
     its dataset, so an expert trained there sees the same kind of faces here."""
     from fractions import Fraction
 
-    from lipsync_cli.data import synthetic
+    import synthetic
     from lipsync_cli.media import VideoWriter
 
     rng = np.random.default_rng(seed)

@@ -79,7 +79,7 @@ def checkpoint_step(path: Path) -> int:
 
 
 def test_sigterm_during_training_saves_checkpoint_and_resume_continues(tmp_path):
-    from lipsync_cli.data.synthetic import make_synthetic_dataset
+    from synthetic import make_synthetic_dataset
 
     data = make_synthetic_dataset(tmp_path / "data", n_clips=4, seconds=1.5, seed=0)
     run = tmp_path / "run"

@@ -277,7 +277,7 @@ def test_stage_schedule_weights_and_lr_annealing():
 
 @pytest.fixture(scope="module")
 def synthetic_refs_data(tmp_path_factory):
-    from lipsync_cli.data.synthetic import make_synthetic_dataset
+    from synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("refs_data"), n_clips=4, seconds=3.0, size=64,
                                   voice="synthetic")

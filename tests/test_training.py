@@ -25,7 +25,7 @@ from conftest import expert_learnability_config
 
 from lipsync_cli.config import ExpertConfig, GeneratorConfig, TrainConfig
 from lipsync_cli.data.dataset import ClipStore, ExpertDataset, GeneratorDataset, stack_frames
-from lipsync_cli.data.synthetic import make_synthetic_dataset, mouth_openness
+from synthetic import make_synthetic_dataset, mouth_openness
 from lipsync_cli.timing import mel_windows
 from lipsync_cli.train import schedules
 from lipsync_cli.train.log import read_metrics

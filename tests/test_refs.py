@@ -391,3 +391,25 @@ def test_cli_train_generator_refs_switches_reach_the_checkpoint(synthetic_refs_d
 
     bad = subprocess.run(args[:-1] + ["--perceptual", "vgg19"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--perceptual" in bad.stderr and "'off'" in bad.stderr, bad.stderr  # names choices
+
+
+def test_imagenet_perceptual_offline_fails_in_one_line_before_training(synthetic_refs_data, tmp_path):
+    """The default --perceptual imagenet needs the vgg16_imagenet weights entry: offline and uncached it is the
+    missing-weights error (exit 3), one line saying what to pass instead, and no training step was taken."""
+    import os
+    import subprocess
+    import sys
+
+    from ckpt_utils import write_public_checkpoint
+
+    expert = write_public_checkpoint(tmp_path / "expert.pth", "syncnet")
+    run = tmp_path / "run"
+    env = {**os.environ, "LIPSYNC_OFFLINE": "1", "LIPSYNC_CACHE_DIR": str(tmp_path / "cache"), "LIPSYNC_WEIGHTS_DIR": ""}
+    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "train", "generator", str(synthetic_refs_data),
+                           "--arch", "refs", "--expert", str(expert), "-o", str(run), "--max-steps", "2",
+                           "--workers", "0", "--device", "cpu", "--batch-size", "2", "--base", "8", "--refs", "3"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert "vgg16-397923af.pth" in proc.stderr and "--perceptual random" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not list(run.glob("*.pt")), "a training step ran before the weights were found"

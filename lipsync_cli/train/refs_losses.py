@@ -40,18 +40,23 @@ def mask_bce(pred: Tensor, target: Tensor) -> Tensor:
 
 
 class Perceptual(nn.Module):
-    """L1 between VGG-16 relu3_3/relu4_3/relu5_3 features. weights: "imagenet" (torchvision download or cache)
-    or "random" (tests, offline runs: a fixed random network is still a multi-scale feature distance)."""
+    """L1 between VGG-16 relu3_3/relu4_3/relu5_3 features. weights: "imagenet" (the weights.toml entry
+    vgg16_imagenet: cached, verified, downloaded like every other file) or "random" (tests, offline runs: a
+    fixed random network is still a multi-scale feature distance)."""
 
     def __init__(self, weights: str = "imagenet"):
         super().__init__()
-        from torchvision.models import VGG16_Weights, vgg16
+        from torchvision.models import vgg16
 
-        try:
-            net = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if weights == "imagenet" else None)
-        except Exception as err:  # offline or blocked download
-            raise WeightsError(f"cannot get VGG-16 ImageNet weights for the perceptual loss ({err}); connect once "
-                               "to download them or train with perceptual weights 'random' or 'off'") from err
+        net = vgg16(weights=None)
+        if weights == "imagenet":
+            from lipsync_cli import weights as files
+
+            try:
+                path = files.resolve("vgg16_imagenet")
+            except WeightsError as err:  # offline: say what to pass instead, before any training step
+                raise WeightsError(f"{err} -- or train with --perceptual random (or off)") from None
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.features = net.features[: VGG_LAYERS[-1] + 1].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))

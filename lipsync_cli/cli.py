@@ -79,12 +79,13 @@ def dub(
     video: Optional[Path] = typer.Argument(None, help="Video (or still image) of a person talking."),
     audio: Optional[Path] = typer.Argument(None, help="New speech: any file with an audio stream."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output mp4 (default: <video stem>_dubbed.mp4 next to VIDEO)."),
-    model: str = typer.Option("wav2lip_gan", "--model", "-m", help="weights.toml name or checkpoint path."),
+    model: str = typer.Option("wav2lip_gan", "--model", "-m", help="weights.toml name (wav2lip_gan, wav2lip, musetalk), checkpoint path or MuseTalk models/ folder."),
     detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
     box: Optional[List[int]] = typer.Option(None, "--box", help="Fixed face box X1 Y1 X2 Y2 (skips detection).", show_default=False),
     face: str = typer.Option("largest", "--face", help="Which face when several: largest, center or an index N."),
     pads: Optional[List[int]] = typer.Option(None, "--pads", help="Padding T B L R around the face box, pixels [default: 0 10 0 0]."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Generator batch size (halved on out-of-memory)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Generator batch size (halved on out-of-memory; MuseTalk: at most 8)."),
+    reference: str = typer.Option("same", "--reference", help="MuseTalk reference image: same (each frame itself) or kmeans (a few per clip, closest head pose, closed mouth)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, fp16 or bf16."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality (lower is better)."),
@@ -97,12 +98,13 @@ def dub(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
-    from lipsync_cli.config import DubConfig, FaceConfig
+    from lipsync_cli.config import DubConfig, FaceConfig, MuseTalkConfig
 
     if box is not None and len(box) not in (0, 4):
         raise UsageError("--box takes four numbers: X1 Y1 X2 Y2")
     _one_of("--loop", loop, ("pingpong", "forward"))
     _one_of("--precision", precision, ("auto", "fp32", "fp16", "bf16"))
+    _one_of("--reference", reference, ("same", "kmeans"))
     faces = FaceConfig(
         detector=detector,
         box=tuple(box) if box else None,
@@ -110,7 +112,7 @@ def dub(
         pads=tuple(pads) if pads else FaceConfig().pads,
     )
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
-                    loop=loop, fps=fps, force=force, quiet=quiet)
+                    loop=loop, fps=fps, force=force, quiet=quiet, musetalk=MuseTalkConfig(reference=reference))
     if jobs is not None:
         if video is not None or audio is not None:
             raise UsageError("pass either VIDEO AUDIO or --jobs JOBS.csv, not both")

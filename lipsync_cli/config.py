@@ -26,6 +26,15 @@ class FaceConfig:
 
 
 @dataclass(frozen=True)
+class MuseTalkConfig:
+    """The MuseTalk 1.5 family (`--model musetalk` or a MuseTalk models/ folder)."""
+
+    reference: str = "same"  # reference image: "same" (each frame itself, as upstream) or "kmeans" (K per clip)
+    n_refs: int = 5  # K KMeans reference frames with reference "kmeans"
+    extra_margin: int = 10  # pixels added below the chin to the landmark box (MuseTalk v1.5's extra_margin)
+
+
+@dataclass(frozen=True)
 class DubConfig:
     """Everything `lipsync dub` needs besides the two input paths."""
 
@@ -40,6 +49,7 @@ class DubConfig:
     fps: float = 25.0  # frame rate of the video made from a still image
     force: bool = False  # overwrite an existing output file
     quiet: bool = False  # no progress bars or summary
+    musetalk: MuseTalkConfig = field(default_factory=MuseTalkConfig)  # settings of the MuseTalk family
 
 
 @dataclass(frozen=True)

@@ -239,3 +239,224 @@ def test_bf16_stays_within_the_measured_tolerance(models_dir, vec):
     assert outs["fp32"].std() > 5
     assert diff.max() > 0, "bf16 really ran"
     assert diff.max() <= BF16_MAX_LEVELS and diff.mean() <= BF16_MEAN_LEVELS
+
+
+# ---------------------------------------------------------------- end to end through the CLI
+
+
+def run_cli(*args, env=None):
+    import os
+
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", *map(str, args), "--detector", "dlib",
+                           "--device", "cpu"], capture_output=True, text=True, env=full_env)
+
+
+def short_audio(src: Path, out: Path, seconds: float) -> Path:
+    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-i", str(src), "-t", str(seconds), str(out)], check=True)
+    return out
+
+
+def check_output(out: Path, width: int, height: int, seconds: float, fps: float):
+    s = ffprobe_streams(out)
+    v, a = s["video"], s["audio"]
+    assert v["codec_name"] == "h264" and v["pix_fmt"] == "yuv420p" and a["codec_name"] == "aac"
+    assert (int(v["width"]), int(v["height"])) == (width, height)
+    assert float(Fraction(v["avg_frame_rate"])) == pytest.approx(fps, rel=1e-3)
+    assert float(s["format"]["duration"]) == pytest.approx(seconds, abs=1.5 / fps + 0.05)
+
+
+def audio_seconds(path: Path) -> float:
+    from lipsync_cli.media import load_audio
+
+    return len(load_audio(path)) / 16000
+
+
+def test_cli_dubs_the_vfr_clip_with_a_models_folder(tmp_path, models_dir):
+    video = shared_path("media", "04_square700_frontal.mp4")
+    audio = short_audio(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 1.2)
+    out = tmp_path / "vfr.mp4"
+    proc = run_cli(video, audio, "-o", out, "--model", models_dir)
+    assert proc.returncode == 0, proc.stderr
+    from lipsync_cli.media import probe
+
+    check_output(out, 700, 700, audio_seconds(audio), float(probe(video).fps))
+    assert "0 edited" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_dubs_the_portrait_hevc_clip(tmp_path, models_dir):
+    video = shared_path("media", "02_portrait_1080x1920_hevc.mp4")
+    audio = short_audio(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 1.0)
+    out = tmp_path / "portrait.mp4"
+    proc = run_cli(video, audio, "-o", out, "--model", models_dir, "--reference", "kmeans")
+    assert proc.returncode == 0, proc.stderr
+    check_output(out, 1080, 1920, audio_seconds(audio), 25.0)
+
+
+def test_cli_dubs_a_still_image(tmp_path, models_dir, face_image):
+    audio = make_speech(tmp_path / "s.wav", "Hello there.")
+    out = tmp_path / "still.mp4"
+    proc = run_cli(face_image, audio, "-o", out, "--model", models_dir)
+    assert proc.returncode == 0, proc.stderr
+    check_output(out, 300, 300, audio_seconds(audio), 25.0)
+    assert "0 edited" not in proc.stderr
+
+
+def faceless_stretch_clip(path: Path) -> Path:
+    """2 s at 25 fps: the astronaut, then 0.6 s of a plain grey wall, then the astronaut again."""
+    import cv2
+    from conftest import astronaut_face
+
+    face = cv2.resize(astronaut_face()[0:300, 100:400], (256, 256), interpolation=cv2.INTER_AREA)
+    cmd = [ffmpeg_bin(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "256x256", "-r", "25",
+           "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "12", str(path)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    for i in range(50):
+        frame = np.full_like(face, 128) if 20 <= i < 35 else np.roll(face, i % 5, axis=1)
+        proc.stdin.write(frame.tobytes())
+    proc.stdin.close()
+    assert proc.wait() == 0
+    return path
+
+
+@pytest.mark.parametrize("reference", ["same", "kmeans"])
+def test_dub_edits_only_inside_the_mask_and_passes_faceless_frames(tmp_path, models_dir, gen, reference, monkeypatch):
+    """In-process so the frames before and after blending can be compared exactly (the mp4 is lossy)."""
+    from lipsync_cli import pipeline
+    from lipsync_cli.config import DubConfig, FaceConfig, MuseTalkConfig
+
+    clip = faceless_stretch_clip(tmp_path / "gap.mp4")
+    audio = make_speech(tmp_path / "s.wav", "One two three.")
+    seen = []
+    real_edit = pipeline.edit_frames
+
+    def spy(frames, track, rows, weights, mels, generator, stages):
+        before = [f.copy() for f in frames]
+        after = real_edit(frames, track, rows, weights, mels, generator, stages)
+        seen.extend(zip(before, after, [track.boxes[r] for r in rows], weights))
+        return after
+
+    monkeypatch.setattr(pipeline, "edit_frames", spy)
+    encoded = []
+    hook = gen.nets.vae.encoder.register_forward_hook(lambda m, i, o: encoded.append(i[0].shape[0]))
+    try:
+        gen.cfg = MuseTalkConfig(reference=reference, n_refs=3)
+        gen.ref_latents = gen.ref_of_source = None
+        cfg = DubConfig(model=str(models_dir), faces=FaceConfig(detector="dlib"), quiet=True, device="cpu",
+                        musetalk=gen.cfg, chunk_frames=16)
+        result = pipeline.dub(clip, audio, tmp_path / "out.mp4", cfg, generator=gen)
+    finally:
+        hook.remove()
+        gen.cfg, gen.ref_latents, gen.ref_of_source = MuseTalkConfig(), None, None
+    assert 0 < result.frames_edited < result.frames
+    changed = 0
+    for before, after, box, weight in seen:
+        if weight == 0 or not np.isfinite(box).all():
+            np.testing.assert_array_equal(before, after)  # no face: untouched
+            continue
+        from lipsync_cli.faces.crop import pixel_box
+
+        x1, y1, x2, y2 = pixel_box(box, before.shape)
+        outside = np.ones(before.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        outside[y1:y1 + (y2 - y1) // 3, x1:x2] = True  # the upper face is never blended either
+        np.testing.assert_array_equal(before[outside], after[outside])
+        changed += int((before != after).any())
+    assert changed >= 0.8 * result.frames_edited
+    edited_crops = sum(encoded)
+    if reference == "kmeans":
+        # references once per clip (≤ 3 crops), then one masked crop per edited frame
+        assert result.frames_edited <= edited_crops <= result.frames_edited + 3
+    else:
+        assert edited_crops == 2 * result.frames_edited  # masked + full crop of each frame
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+@pytest.fixture()
+def clip_and_audio(tmp_path, face_clip):
+    return face_clip, make_speech(tmp_path / "s.wav", "Hi.")
+
+
+def copy_models(models_dir: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(models_dir, dest)
+    return dest
+
+
+def test_folder_without_musetalk_json_is_one_line_exit_1(tmp_path, models_dir, clip_and_audio):
+    bad = copy_models(models_dir, tmp_path / "models")
+    (bad / "musetalkV15" / "musetalk.json").unlink()
+    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", bad)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "musetalk.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unet_of_another_shape_is_one_line_exit_1(tmp_path, models_dir, arch, clip_and_audio):
+    bad = copy_models(models_dir, tmp_path / "models")
+    cfg = dict(arch["tiny"]["unet"]["config"], block_out_channels=[16, 32, 32])
+    from diffusers import UNet2DConditionModel
+
+    torch.save(UNet2DConditionModel.from_config(cfg).state_dict(), bad / "musetalkV15" / "unet.pth")
+    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", bad)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "mis-shaped" in proc.stderr and "unet.pth" in proc.stderr
+
+
+def test_wav2lip_checkpoint_as_musetalk_folder_is_one_line_exit_1(tmp_path, models_dir, wav2lip_ckpt, clip_and_audio):
+    import shutil
+
+    bad = copy_models(models_dir, tmp_path / "models")
+    shutil.copy(wav2lip_ckpt, bad / "musetalkV15" / "unet.pth")
+    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", bad)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Wav2Lip" in proc.stderr
+    folder = tmp_path / "w2l"
+    folder.mkdir()
+    shutil.copy(wav2lip_ckpt, folder / "wav2lip_gan.pth")
+    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", folder)
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "Wav2Lip" in proc.stderr, proc.stderr
+
+
+def test_missing_cached_weights_offline_is_one_line_exit_3(tmp_path, clip_and_audio):
+    env = {"LIPSYNC_CACHE_DIR": str(tmp_path / "cache"), "LIPSYNC_OFFLINE": "1", "LIPSYNC_WEIGHTS_DIR": ""}
+    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", "musetalk", env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "offline" in proc.stderr and "TMElyralab/MuseTalk" in proc.stderr
+
+
+def test_cached_layout_is_found_by_name(tmp_path, models_dir, monkeypatch):
+    """`--model musetalk` reads $LIPSYNC_WEIGHTS_DIR/musetalk/... (the same layout as a models/ folder)."""
+    import shutil
+
+    from lipsync_cli import weights
+
+    shutil.copytree(models_dir, tmp_path / "w" / "musetalk")
+    monkeypatch.setenv("LIPSYNC_WEIGHTS_DIR", str(tmp_path / "w"))
+    monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
+    found = mt_files.locate("musetalk")
+    assert found.unet == tmp_path / "w" / "musetalk" / "musetalkV15" / "unet.pth"
+    assert found.whisper_preprocessor.name == "preprocessor_config.json"
+    assert all(weights.expected_sha256(weights.entry(n)) for n in mt_files.ENTRIES), "hashes recorded at first use"
+
+
+def test_missing_extra_names_the_install_command(monkeypatch, models_dir):
+    from lipsync_cli.errors import WeightsError
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers → ImportError
+    with pytest.raises(WeightsError, match=r'pip install "lipsync-cli\[musetalk\]"'):
+        mt_files.load(mt_files.locate(str(models_dir)))
+
+
+def test_weights_list_shows_the_musetalk_parts(tmp_path):
+    import os
+
+    env = dict(os.environ, LIPSYNC_CACHE_DIR=str(tmp_path), COLUMNS="250")
+    out = subprocess.run([sys.executable, "-m", "lipsync_cli", "weights", "list"], capture_output=True, text=True,
+                         env=env).stdout
+    for name in mt_files.ENTRIES:
+        assert name in out
+    assert "MIT" in out and "Apache-2.0" in out and "commercial included" in out

@@ -105,6 +105,10 @@ def dub(
     _one_of("--loop", loop, ("pingpong", "forward"))
     _one_of("--precision", precision, ("auto", "fp32", "fp16", "bf16"))
     _one_of("--reference", reference, ("same", "kmeans"))
+    from lipsync_cli.musetalk.files import is_musetalk
+
+    if reference != "same" and not is_musetalk(model):
+        raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(
         detector=detector,
         box=tuple(box) if box else None,
@@ -262,14 +266,14 @@ def weights_list() -> None:
 
 @weights_app.command("download")
 def weights_download(
-    names: Optional[List[str]] = typer.Argument(None, help="Entries to fetch (default: all)."),
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to fetch (default: all; musetalk: its parts)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept licences without asking."),
     verbose: bool = VerboseOpt,
 ) -> None:
     """Download weights into the cache (shows each licence first)."""
     from lipsync_cli import weights
 
-    for name in names or weights.names():
+    for name in weights.expand(names or weights.names()):
         typer.echo(weights.resolve(name, accept_licence=yes))
 
 

@@ -422,7 +422,7 @@ def test_wav2lip_checkpoint_as_musetalk_folder_is_one_line_exit_1(tmp_path, mode
 
 
 def test_missing_cached_weights_offline_is_one_line_exit_3(tmp_path, clip_and_audio):
-    env = {"LIPSYNC_CACHE_DIR": str(tmp_path / "cache"), "LIPSYNC_OFFLINE": "1", "LIPSYNC_WEIGHTS_DIR": ""}
+    env = {"LIPSYNC_CACHE_DIR": str(tmp_path / "cache"), "LIPSYNC_OFFLINE": "1", "LIPSYNC_WEIGHTS_DIR": str(tmp_path / "none")}
     proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", "musetalk", env=env)
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "offline" in proc.stderr and "TMElyralab/MuseTalk" in proc.stderr
@@ -460,3 +460,23 @@ def test_weights_list_shows_the_musetalk_parts(tmp_path):
     for name in mt_files.ENTRIES:
         assert name in out
     assert "MIT" in out and "Apache-2.0" in out and "commercial included" in out
+
+
+def test_weights_download_musetalk_means_its_parts_and_fails_offline_with_exit_3(tmp_path):
+    import os
+
+    from lipsync_cli import weights
+
+    assert set(weights.expand(["musetalk"])) == set(mt_files.ENTRIES)
+    env = dict(os.environ, LIPSYNC_CACHE_DIR=str(tmp_path), LIPSYNC_OFFLINE="1")
+    env.pop("LIPSYNC_WEIGHTS_DIR", None)
+    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "weights", "download", "musetalk"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 3 and proc.stderr.strip().count("\n") == 0 and "offline" in proc.stderr, proc.stderr
+
+
+def test_reference_option_is_refused_for_other_models(tmp_path, clip_and_audio, wav2lip_ckpt):
+    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", wav2lip_ckpt, "--reference", "kmeans")
+    assert proc.returncode == 2 and "--reference" in proc.stderr, proc.stderr
+    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", "musetalk", "--reference", "sideways")
+    assert proc.returncode == 2 and "same or kmeans" in proc.stderr, proc.stderr

@@ -185,16 +185,11 @@ def reference_crops(video: Path, info, track, size: int, n_refs: int) -> np.ndar
     from lipsync_cli.faces.crop import crop
 
     picks = references.select_references(track.landmarks, track.boxes, k=n_refs)
-    wanted = set(int(i) for i in picks)
-    crops = {}
-    for i, frame in zip(range(int(max(picks)) + 1), _decode(video, info)):
-        if i in wanted:
-            crops[i] = crop(frame, track.boxes[i], size)
-    return np.stack([crops[int(i)] for i in picks])
+    return frame_crops(video, info, track, picks, lambda frame, box: crop(frame, box, size))
 
 
 def frame_crops(video: Path, info, track, picks, crop_fn) -> np.ndarray:
-    """MuseTalk's references: crop_fn(frame, box) of the source frames `picks`, (R, S, S, 3) uint8 RGB."""
+    """crop_fn(frame, box) of the source frames `picks` (one decode up to the last), (R, S, S, 3) uint8 RGB."""
     wanted = set(int(i) for i in picks)
     crops = {}
     for i, frame in zip(range(int(max(picks)) + 1), _decode(video, info)):

@@ -272,6 +272,7 @@ def audio_seconds(path: Path) -> float:
     return len(load_audio(path)) / 16000
 
 
+@pytest.mark.slow
 def test_cli_dubs_the_vfr_clip_with_a_models_folder(tmp_path, models_dir):
     video = shared_path("media", "04_square700_frontal.mp4")
     audio = short_audio(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 1.2)
@@ -294,6 +295,7 @@ def test_cli_dubs_the_portrait_hevc_clip(tmp_path, models_dir):
     check_output(out, 1080, 1920, audio_seconds(audio), 25.0)
 
 
+@pytest.mark.slow
 def test_cli_dubs_a_still_image(tmp_path, models_dir, face_image):
     audio = make_speech(tmp_path / "s.wav", "Hello there.")
     out = tmp_path / "still.mp4"

@@ -114,7 +114,7 @@ class _Models:
             from lipsync_cli.inference import load_generator
 
             c = self.cfg
-            self._generator = load_generator(c.model, c.device, c.precision, c.batch_size)
+            self._generator = load_generator(c.model, c.device, c.precision, c.batch_size, c.musetalk)
         return self._generator
 
     def detector(self) -> Optional[object]:

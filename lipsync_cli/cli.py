@@ -8,6 +8,7 @@ lipsync_cli.errors; a traceback only with -v/--verbose.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Literal, Optional, Tuple
 
@@ -15,7 +16,7 @@ import typer
 
 from lipsync_cli import __version__
 from lipsync_cli.config import ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, GeneratorArch, GeneratorConfig, \
-    LoopMode, PerceptualWeights, Precision, PreprocessConfig, ReferenceMode, RefsConfig, TrainConfig, train_defaults
+    LoopMode, MuseTalkReference, PerceptualWeights, Precision, PreprocessConfig, ReferenceMode, RefsConfig, TrainConfig, train_defaults
 from lipsync_cli.errors import LipsyncError, UsageError
 
 app = typer.Typer(
@@ -89,14 +90,19 @@ def dub(
     video: Optional[Path] = typer.Argument(None, help="Video (or still image) of a person talking."),
     audio: Optional[Path] = typer.Argument(None, help="New speech: any file with an audio stream."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output mp4 (default: <video stem>_dubbed.mp4 next to VIDEO)."),
-    model: str = typer.Option(DUB.model, "--model", "-m", help="weights.toml name or checkpoint path."),
+    model: str = typer.Option(DUB.model, "--model", "-m",
+                              help="weights.toml name (wav2lip_gan, wav2lip, musetalk), checkpoint path or MuseTalk models/ folder."),
     detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
     box: Optional[Tuple[int, int, int, int]] = typer.Option(None, "--box", metavar="X1 Y1 X2 Y2",
                                                             help="Fixed face box (skips detection).", show_default=False),
     face: str = typer.Option(FACES.face, "--face", help="Which face when several: largest, center or an index N."),
     pads: Tuple[int, int, int, int] = typer.Option(FACES.pads, "--pads", metavar="T B L R",
                                                    help="Padding around the face box, pixels."),
-    batch_size: int = typer.Option(DUB.batch_size, "--batch-size", min=1, help="Generator batch size (halved on out-of-memory)."),
+    batch_size: int = typer.Option(DUB.batch_size, "--batch-size", min=1,
+                                   help="Generator batch size (halved on out-of-memory; MuseTalk: at most 8)."),
+    reference: MuseTalkReference = typer.Option(DUB.musetalk.reference, "--reference",
+                                                help="MuseTalk reference image: each frame itself, or a few KMeans frames per clip "
+                                                     "(closest head pose, closed mouth)."),
     device: str = typer.Option(DUB.device, "--device", help="auto, cpu or cuda[:N]."),
     precision: Precision = typer.Option(DUB.precision, "--precision",
                                         help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."),
@@ -109,9 +115,13 @@ def dub(
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
+    from lipsync_cli.musetalk.files import is_musetalk
+
+    if reference != DUB.musetalk.reference and not is_musetalk(model):
+        raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
-                    loop=loop, fps=fps, force=force, quiet=quiet)
+                    loop=loop, fps=fps, force=force, quiet=quiet, musetalk=replace(DUB.musetalk, reference=reference))
     if jobs is not None:
         if video is not None or audio is not None:
             raise UsageError("pass either VIDEO AUDIO or --jobs JOBS.csv, not both")
@@ -255,13 +265,13 @@ def weights_list() -> None:
 
 @weights_app.command("download")
 def weights_download(
-    names: Optional[List[str]] = typer.Argument(None, help="Entries to fetch (default: all)."),
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to fetch (default: all; musetalk: its parts)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept licences without asking."),
 ) -> None:
     """Download weights into the cache (shows each licence first)."""
     from lipsync_cli import weights
 
-    for name in names or weights.names():
+    for name in weights.expand(names or weights.names()):
         typer.echo(weights.resolve(name, accept_licence=yes))
 
 

@@ -16,6 +16,7 @@ Precision = Literal["auto", "fp32", "fp16", "bf16"]
 GeneratorArch = Literal["wav2lip", "refs"]
 PerceptualWeights = Literal["imagenet", "random", "off"]
 ReferenceMode = Literal["kmeans", "random"]
+MuseTalkReference = Literal["same", "kmeans"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,15 @@ class FaceConfig:
 
 
 @dataclass(frozen=True)
+class MuseTalkConfig:
+    """The MuseTalk 1.5 family (`--model musetalk` or a MuseTalk models/ folder)."""
+
+    reference: MuseTalkReference = "same"  # reference image: each frame itself (as upstream) or K KMeans frames per clip
+    n_refs: int = 5  # K KMeans reference frames with reference "kmeans"
+    extra_margin: int = 10  # pixels added below the chin to the landmark box (MuseTalk v1.5's extra_margin)
+
+
+@dataclass(frozen=True)
 class DubConfig:
     """Everything `lipsync dub` needs besides the two input paths."""
 
@@ -48,6 +58,7 @@ class DubConfig:
     fps: float = 25.0  # frame rate of the video made from a still image
     force: bool = False  # overwrite an existing output file
     quiet: bool = False  # no progress bars or summary
+    musetalk: MuseTalkConfig = field(default_factory=MuseTalkConfig)  # settings of the MuseTalk family
 
 
 @dataclass(frozen=True)

@@ -123,14 +123,33 @@ class Generator:
         with torch.inference_mode(), autocast(self.device, self.precision):
             self.ref_cache = self.model.encode_references(refs)
 
-    def __call__(self, mels: np.ndarray, crops: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """mels (N, 80, 16) float32, crops (N, S, S, 3) uint8 RGB → (generated (N, S, S, 3) uint8 RGB,
-        masks (N, S, S) float32 in [0, 1] or None). Halves the batch on out-of-memory instead of failing."""
+    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """(n,) float32 16 kHz speech → (N, 80, 16) float32 mel windows, each at its frame's own timestamp."""
+        from lipsync_cli import audio, timing
+
+        return timing.mel_windows(audio.log_mel(speech), timestamps)
+
+    def face_track(self, track, frame_shape: tuple):
+        """The boxes this family crops at: the tracked (padded, smoothed) boxes as they are."""
+        return track
+
+    def crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB frame → (S, S, 3) uint8 RGB model crop."""
+        from lipsync_cli.faces.crop import crop
+
+        return crop(frame, box, self.size)
+
+    def __call__(self, mels: np.ndarray, crops: np.ndarray,
+                 sources: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """mels (N, 80, 16) float32 (MuseTalk: (N, 50, 384) whisper contexts), crops (N, S, S, 3) uint8 RGB,
+        sources (N,) source-frame indices (MuseTalk's per-frame references) → (generated (N, S, S, 3) uint8
+        RGB, masks (N, S, S) float32 in [0, 1] or None). Halves the batch on out-of-memory instead of failing."""
         outs, masks, start = [], [], 0
         while start < len(crops):
             end = min(start + self.batch_size, len(crops))
             try:
-                rgb, mask = self._run(mels[start:end], crops[start:end])
+                part = {} if sources is None else {"sources": sources[start:end]}
+                rgb, mask = self._run(mels[start:end], crops[start:end], **part)
             except RuntimeError as err:
                 if not is_oom(err) or self.batch_size == 1:
                     raise
@@ -143,7 +162,7 @@ class Generator:
             start = end
         return np.concatenate(outs), (np.concatenate(masks) if self.predicts_mask else None)
 
-    def _run(self, mels: np.ndarray, crops: np.ndarray):
+    def _run(self, mels: np.ndarray, crops: np.ndarray, sources: Optional[np.ndarray] = None):
         import torch
 
         from lipsync_cli.models.blocks import masked_target
@@ -181,12 +200,21 @@ def _empty_cache(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def load_generator(name_or_path: str, device: str = "auto", precision: str = "auto", batch_size: int = 32) -> Generator:
-    """Resolve a weights name or path, load it as a generator, place it on the chosen device."""
+def load_generator(name_or_path: str, device: str = "auto", precision: str = "auto", batch_size: int = 32,
+                   musetalk=None) -> Generator:
+    """Resolve a weights name or path, load it as a generator, place it on the chosen device.
+
+    `musetalk` (a config.MuseTalkConfig) applies when the name is "musetalk" or the path a folder."""
     from lipsync_cli import weights
     from lipsync_cli.models import load_checkpoint
+    from lipsync_cli.musetalk.files import is_musetalk
 
     dev = pick_device(device)
+    if is_musetalk(name_or_path):
+        from lipsync_cli.config import MuseTalkConfig
+        from lipsync_cli.musetalk.generator import load_musetalk
+
+        return load_musetalk(str(name_or_path), dev, precision, batch_size, musetalk or MuseTalkConfig())
     path = weights.resolve(name_or_path)
     model = load_checkpoint(path, device=dev, expect="generator")
     model = model.to(memory_format=memory_format(model.arch))

@@ -60,20 +60,27 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     n_out = max(1, round(len(speech) / mel_frontend.SAMPLE_RATE * fps))
     plan = framing.source_plan(n_out, 1 if info.is_image else info.n_frames, cfg.loop)
     n_used = int(plan.max()) + 1
-    mels = timing.mel_windows(mel_frontend.log_mel(speech), timing.frame_times(n_out, float(fps)))
+    times = timing.frame_times(n_out, float(fps))
 
     with Stages(cfg.quiet) as stages:
         with stages.time("load"):
             generator = generator or _load_generator(cfg)
+        with stages.time("audio"):
+            mels = generator.audio_windows(speech, times)  # per-frame audio input, each at its own timestamp
         track, detector_name = find_faces(video, info, n_used, cfg, detector, stages)
         if len(track.boxes) < n_used:  # truncated or damaged video: use the frames that decode
             log.warning("%s: only %d of %d frames decode; using those", video, len(track.boxes), n_used)
             plan = framing.source_plan(n_out, len(track.boxes), cfg.loop)
             n_used = len(track.boxes)
+        track = generator.face_track(track, (info.height, info.width))  # the boxes this family crops at
         edit = track_edit_weights(track, cfg)
         if generator.arch == "refs" and edit.any():
             with stages.time("refs"):
                 generator.set_references(reference_crops(video, info, track, generator.size, generator.n_refs))
+        plan_refs = generator.reference_plan(track) if generator.arch == "musetalk" and edit.any() else None
+        if plan_refs is not None:
+            with stages.time("refs"):
+                generator.set_references(frame_crops(video, info, track, plan_refs[0], generator.crop), plan_refs[1])
         stages.bar("dub", n_out)
         shape = (info.height, info.width, 3)
         with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer, \
@@ -125,7 +132,7 @@ def check_speech(speech: np.ndarray, path: Path) -> None:
 def _load_generator(cfg: DubConfig):
     from lipsync_cli.inference import load_generator
 
-    return load_generator(cfg.model, cfg.device, cfg.precision, cfg.batch_size)
+    return load_generator(cfg.model, cfg.device, cfg.precision, cfg.batch_size, cfg.musetalk)
 
 
 def _decode(video: Path, info):
@@ -182,26 +189,30 @@ def reference_crops(video: Path, info, track, size: int, n_refs: int) -> np.ndar
     from lipsync_cli.faces.crop import crop
 
     picks = references.select_references(track.landmarks, track.boxes, k=n_refs)
+    return frame_crops(video, info, track, picks, lambda frame, box: crop(frame, box, size))
+
+
+def frame_crops(video: Path, info, track, picks, crop_fn) -> np.ndarray:
+    """crop_fn(frame, box) of the source frames `picks` (one decode up to the last), (R, S, S, 3) uint8 RGB."""
     wanted = set(int(i) for i in picks)
     crops = {}
     for i, frame in zip(range(int(max(picks)) + 1), _decode(video, info)):
         if i in wanted:
-            crops[i] = crop(frame, track.boxes[i], size)
+            crops[i] = crop_fn(frame, track.boxes[i])
     return np.stack([crops[int(i)] for i in picks])
 
 
 def edit_frames(frames, track, rows, weights, mels, generator, stages) -> list:
     """Generate the mouth for frames that have a face and paste it back inside a feathered lower-face mask."""
     from lipsync_cli import blend
-    from lipsync_cli.faces.crop import crop
 
     todo = [j for j, w in enumerate(weights) if w > 0]
     if not todo:
         return frames
     with stages.time("crop"):
-        crops = np.stack([crop(frames[j], track.boxes[rows[j]], generator.size) for j in todo])
+        crops = np.stack([generator.crop(frames[j], track.boxes[rows[j]]) for j in todo])
     with stages.time("generate"):
-        generated, masks = generator(mels[todo], crops)
+        generated, masks = generator(mels[todo], crops, sources=np.asarray(rows)[todo])
     with stages.time("blend"):
         for n, j in enumerate(todo):
             box, marks = track.boxes[rows[j]], track.landmarks[rows[j]]

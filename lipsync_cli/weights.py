@@ -78,6 +78,15 @@ def names() -> list[str]:
     return list(_manifest())
 
 
+def expand(selected: Iterable[str]) -> list[str]:
+    """Entry names, where a family name given as `--model` (e.g. "musetalk") stands for all its parts."""
+    out = []
+    for name in selected:
+        parts = [n for n, spec in _manifest().items() if spec.architecture == name] if name not in _manifest() else []
+        out.extend(parts or [name])
+    return out
+
+
 def entry(name: str) -> WeightSpec:
     try:
         return _manifest()[name]

@@ -242,12 +242,22 @@ def evaluate(
     detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option("auto", "--device"),
+    face: str = typer.Option("largest", "--face", help="Which face is scored when several: largest, center or an index N."),
+    syncnet: Optional[str] = typer.Option(None, "--syncnet", show_default=False,
+                                          help="Original SyncNet for LSE-D/LSE-C: weights.toml name or syncnet_v2.model path "
+                                               "[default: syncnet_v2, skipped with a warning if unavailable]."),
+    face_crop: str = typer.Option("auto", "--face-crop", help="auto (detect and crop as syncnet_python) or none (VIDEO already is a face crop)."),
+    jpeg: bool = typer.Option(True, "--jpeg/--no-jpeg", help="Upstream's JPEG round trip of every crop (published LSE numbers include it)."),
     verbose: bool = VerboseOpt,
 ) -> None:
-    """Measure lip-sync (expert distance/confidence over offsets) and, with --reference, image quality."""
+    """Measure lip-sync (LSE-D/LSE-C with the original SyncNet, our expert's distance/confidence) and, with --reference, image quality."""
+    from lipsync_cli.config import SyncNetConfig
     from lipsync_cli.evaluate import evaluate as run
 
-    run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device)
+    _one_of("--face-crop", face_crop, ("auto", "none"))
+    lse = SyncNetConfig(weights=syncnet, face_crop=face_crop, jpeg=jpeg)
+    run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device,
+        face=_face_arg(face), syncnet=lse)
 
 
 @weights_app.command("list")

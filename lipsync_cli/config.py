@@ -88,6 +88,16 @@ class ExpertConfig:
 
 
 @dataclass(frozen=True)
+class SyncNetConfig:
+    """`lipsync evaluate`'s LSE-D / LSE-C, measured with the original SyncNet (lipsync_cli/syncnet.py)."""
+
+    weights: Optional[str] = None  # weights.toml name or syncnet_v2.model path; None: the syncnet_v2 entry, skipped (with a warning) when unavailable
+    face_crop: str = "auto"  # "auto": our face track, cropped with upstream's rule; "none": the video already is a face crop
+    jpeg: bool = True  # upstream's JPEG round trip of every crop: published LSE numbers include it
+    batch_size: int = 20  # windows per SyncNet forward pass (upstream's; does not change the scores)
+
+
+@dataclass(frozen=True)
 class RefsConfig:
     """The reference-attention generator (arch "refs", issue 5): network, ablation switches, losses, stages."""
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from lipsync_cli.errors import InputError
 
+WEIGHTS = "syncnet_v2"  # the weights.toml entry of the public syncnet_v2.model
 SAMPLE_RATE = 16000  # Hz: upstream extracts the audio at this rate
 FPS = 25  # video frames per second every SyncNet input assumes
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: min_length counts whole frames of audio

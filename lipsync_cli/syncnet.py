@@ -53,11 +53,23 @@ def load(path, device: str = "cpu"):
     from lipsync_cli.models.syncnet_v2 import SyncNetV2
 
     path = Path(path)
+    _check_container(path)
     state = read_checkpoint(path, "cpu")  # weights_only=True; legacy and zip serialisations both load
     net = SyncNetV2()
     _check_state(path, state, net.state_dict())
     net.load_state_dict(state, strict=False)  # strictness enforced above, num_batches_tracked aside
     return net.to(device).eval()
+
+
+def _check_container(path: Path) -> None:
+    """torch files start with a zip header (torch >= 1.6) or a pickle protocol byte (the legacy format);
+    anything else would reach the unpickler and be misreported as a file carrying code."""
+    if path.is_file():
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if head != b"PK" and head[:1] != b"\x80":
+            raise InputError(f"{path.name} is not a readable checkpoint (not a torch file): pass the public "
+                             "syncnet_v2.model (download or copy it again if it is truncated)")
 
 
 def _check_state(path: Path, state: dict, own: dict) -> None:

@@ -265,3 +265,38 @@ def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(syntheti
     assert abs(shifted["offset_frames"] - own["offset_frames"] - 3) <= 1
     assert own["expert_sync_confidence"] > other["expert_sync_confidence"]
     assert own["expert_sync_loss"] < other["expert_sync_loss"]
+
+
+# ---- LSE-D / LSE-C (original SyncNet) beside the expert ---------------------------------------------
+
+
+def test_missing_default_syncnet_weights_still_report_the_expert(tmp_path, random_expert, monkeypatch, caplog):
+    """Offline without syncnet_v2.model: the expert's figures are reported, the LSE figures are null and a
+    warning says why (the default --syncnet is optional; a named one is not, see the next test)."""
+    from lipsync_cli.evaluate import evaluate, to_json
+
+    monkeypatch.setenv("LIPSYNC_OFFLINE", "1")
+    monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LIPSYNC_WEIGHTS_DIR", raising=False)
+    video, _ = synthetic_clip(tmp_path, seed=3, seconds=1.0)
+    report = evaluate(video, expert=str(random_expert), box=WHOLE_FRAME, device="cpu", as_json=True)
+    assert report["syncnet"]["weights"] is None and "offline" in report["syncnet"]["skipped"]
+    assert {k: report["sync"][k] for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms")} == dict.fromkeys(
+        ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms"))
+    assert np.isfinite(report["sync"]["expert_sync_distance"])
+    assert "LSE-D/LSE-C not measured" in caplog.text
+    assert '"lse_d": null' in to_json(report)
+
+
+def test_named_syncnet_weights_missing_offline_is_exit_3(tmp_path, random_expert):
+    import os
+    import subprocess
+    import sys
+
+    video, _ = synthetic_clip(tmp_path, seed=4, seconds=1.0)
+    env = {**os.environ, "LIPSYNC_OFFLINE": "1", "LIPSYNC_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("LIPSYNC_WEIGHTS_DIR", None)
+    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "evaluate", str(video), "--expert", str(random_expert),
+                           "--syncnet", "syncnet_v2", "--device", "cpu"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert "syncnet_v2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -235,9 +235,9 @@ def train_generator(
 
 @app.command()
 def evaluate(
-    video: Path = typer.Argument(..., help="Dubbed (or any talking-face) video."),
+    video: Path = typer.Argument(..., help="Dubbed (or any talking-face) video; or a folder / .txt list of videos (per-video rows and their mean)."),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to check against (default: the video's own audio)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video: adds PSNR, SSIM, LMD, sharpness."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video (a folder of same-named ones for a folder): adds PSNR, SSIM, LMD, sharpness."),
     expert: str = typer.Option("lipsync_expert", "--expert", help="Expert checkpoint (path or weights.toml name)."),
     detector: str = typer.Option("face_alignment", "--detector", help=DETECTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),

@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from lipsync_cli.config import PreprocessConfig, SyncNetConfig
-from lipsync_cli.errors import InputError, WeightsError
+from lipsync_cli.errors import InputError, UsageError, WeightsError
 from lipsync_cli.timing import EXPERT_FRAMES as WINDOW
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,18 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
     face: which face is scored when several ("largest", "center" or an index), by both judges.
     syncnet: LSE-D / LSE-C settings (weights, face crop, JPEG step); default SyncNetConfig().
     """
+    from lipsync_cli import evaluate_many as many
+
+    lse_cfg = syncnet or SyncNetConfig()
+    if many.is_many(Path(video)):  # a test set: each video against its own audio, then the mean
+        if audio is not None:
+            raise UsageError("--audio applies to one video; a folder or list is measured against each video's own audio")
+        result = many.measure_many(many.items(Path(video), Path(reference) if reference else None),
+                                   lambda v, ref: measure(v, None, ref, expert, detector, device, box, face, lse_cfg))
+        print(to_json(result)) if as_json else many.print_many(result)
+        return result
     report = measure(Path(video), Path(audio) if audio else None, Path(reference) if reference else None,
-                     expert, detector, device, box, face, syncnet or SyncNetConfig())
+                     expert, detector, device, box, face, lse_cfg)
     if as_json:
         print(to_json(report))
     else:

@@ -300,3 +300,25 @@ def test_named_syncnet_weights_missing_offline_is_exit_3(tmp_path, random_expert
                            "--syncnet", "syncnet_v2", "--device", "cpu"], capture_output=True, text=True, env=env)
     assert proc.returncode == 3, proc.stderr
     assert "syncnet_v2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_list_of_videos_reports_each_and_the_mean_over_videos(tmp_path, random_expert):
+    """Dataset mode: one row per video, the mean counts each video once, a bad entry is listed, not fatal."""
+    from lipsync_cli.config import SyncNetConfig
+    from lipsync_cli.evaluate import evaluate
+    from syncnet_utils import write_syncnet_v2
+
+    one, _ = synthetic_clip(tmp_path, seed=5, seconds=1.0)
+    two, _ = synthetic_clip(tmp_path, seed=6, seconds=2.0)  # twice as long: still one vote
+    (tmp_path / "broken.mp4").write_text("not a video")
+    listing = tmp_path / "set.txt"
+    listing.write_text(f"# test set\n{one.name}\n{two.name},{two.name}\nbroken.mp4\n")
+    lse = SyncNetConfig(weights=str(write_syncnet_v2(tmp_path / "syncnet_v2.model")), face_crop="none")
+    result = evaluate(listing, expert=str(random_expert), box=WHOLE_FRAME, device="cpu", syncnet=lse, as_json=True)
+    assert [r["video"] for r in result["videos"]] == [str(one), str(two)]
+    assert [f["video"] for f in result["failed"]] == [str(tmp_path / "broken.mp4")]
+    for key in ("lse_d", "lse_c", "expert_sync_distance"):
+        values = [r["sync"][key] for r in result["videos"]]
+        assert result["mean"][key] == pytest.approx(sum(values) / 2), key
+    assert result["mean"]["videos"] == 2 and "psnr_face" not in result["mean"]  # only one video has a reference
+    assert result["videos"][1]["reconstruction"]["psnr_face"] == math.inf

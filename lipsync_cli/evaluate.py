@@ -28,6 +28,7 @@ import numpy as np
 
 from lipsync_cli.config import PreprocessConfig, SyncNetConfig
 from lipsync_cli.errors import InputError, UsageError, WeightsError
+from lipsync_cli.silence import silence_report
 from lipsync_cli.timing import EXPERT_FRAMES as WINDOW
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
     report = {"video": str(video), "audio": str(sound), "expert": str(expert_path), "fps": EXPERT_FPS,
               "frames": len(track.boxes), "sync": sync_report(video_emb, audio_emb)}
     report["per_second"] = per_second(video_emb, audio_emb)
+    report["silence"] = silence_report(wav, track.landmarks, EXPERT_FPS)
     report["syncnet"] = measure_lse(video, audio, raw_track, lse_cfg, syncnet_model, syncnet_path, skipped)
     report["sync"].update({k: report["syncnet"].get(k) for k in LSE_KEYS})
     if reference is not None:
@@ -414,6 +416,11 @@ def print_report(report: dict) -> None:
     console.print(seconds)
     if "syncnet" in report:
         _print_lse(console, report["syncnet"])
+    if "silence" in report:
+        q = report["silence"]
+        console.print(f"mouth opening (ours, not a published metric): {_fmt(q['mouth_opening_silent'])} in "
+                      f"{q['silent_seconds']:.1f} s of silence vs {_fmt(q['mouth_opening_speaking'])} in "
+                      f"{q['speaking_seconds']:.1f} s of speech (ratio {_fmt(q['silent_to_speaking_ratio'])})")
     if "reconstruction" in report:
         rec = Table(title=f"reconstruction against {report['reconstruction']['reference']}")
         rec.add_column("metric")

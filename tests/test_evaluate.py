@@ -322,3 +322,34 @@ def test_a_list_of_videos_reports_each_and_the_mean_over_videos(tmp_path, random
         assert result["mean"][key] == pytest.approx(sum(values) / 2), key
     assert result["mean"]["videos"] == 2 and "psnr_face" not in result["mean"]  # only one video has a reference
     assert result["videos"][1]["reconstruction"]["psnr_face"] == math.inf
+
+
+# ---- our silence measure ---------------------------------------------------------------------------
+
+
+def _landmarks_with_opening(openings: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) landmarks of a 100-px-wide jaw whose inner lips are `openings` x 100 px apart."""
+    lm = np.zeros((len(openings), 68, 2), np.float32)
+    lm[:, 16, 0] = 100.0  # jaw width 100
+    lm[:, 62, 1] = 50.0
+    lm[:, 66, 1] = 50.0 + 100.0 * openings
+    return lm
+
+
+def test_silence_measure_finds_the_pause_and_the_mouth_moving_in_it():
+    from lipsync_cli import silence
+
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    wav = np.concatenate([tone, np.zeros(16000, np.float32), tone])  # speech, 1 s pause, speech
+    silent = silence.silent_frames(wav, 75, 25)
+    assert silent[27:48].all() and not silent[:23].any() and not silent[52:].any()
+    short = np.concatenate([tone, np.zeros(1600, np.float32), tone])  # a 0.1 s gap between words: not silence
+    assert not silence.silent_frames(short, 50, 25).any()
+    closed_in_pause = np.where(silent, 0.0, 0.2)
+    good = silence.silence_report(wav, _landmarks_with_opening(closed_in_pause), 25)
+    assert good["mouth_opening_silent"] == pytest.approx(0.0) and good["mouth_opening_speaking"] == pytest.approx(0.2)
+    assert good["silent_seconds"] == pytest.approx(silent.sum() / 25) and good["silent_to_speaking_ratio"] == 0
+    mumbling = silence.silence_report(wav, _landmarks_with_opening(np.full(75, 0.2)), 25)
+    assert mumbling["silent_to_speaking_ratio"] == pytest.approx(1.0)
+    assert silence.silence_report(wav, np.full((75, 68, 2), np.nan), 25)["mouth_opening_silent"] is None

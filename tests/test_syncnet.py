@@ -352,6 +352,7 @@ def test_30fps_clip_is_scored_at_25fps_on_a_detected_face(tmp_path, speech_wav, 
     assert lse["face_crop"] == "auto" and lse["jpeg"] is False
     assert lse["frames"] == 50 and lse["windows"] == 45  # 2 s at 25 fps, min_length - 5 windows
     assert -15 <= lse["av_offset_frames"] <= 15 and np.isfinite(lse["lse_d"]) and lse["lse_c"] >= 0
+    assert report["silence"]["metric"].startswith("ours") and report["silence"]["mouth_opening_speaking"] > 0
     out = capsys.readouterr().out
     assert "LSE-D" in out and "LSE-C" in out and "JPEG round trip off" in out and "face crop auto" in out
     assert "LSE per second" in out and "expert sync" in out

@@ -432,3 +432,19 @@ def test_real_weights_reproduce_the_published_demo_result(expert_file):
     assert sync["av_offset_frames"] == 3
     assert sync["lse_d"] == pytest.approx(5.353, abs=0.05)
     assert sync["lse_c"] == pytest.approx(10.021, abs=0.1)
+
+
+def test_real_weights_follow_an_audio_delay():
+    """README §3: delaying example.avi's audio by 1920 samples (3 frames) should give offset 0; also prints
+    how much the JPEG step moves the scores with the real weights (for the documentation)."""
+    from lipsync_cli import lse, syncnet
+    from lipsync_cli.media import upstream
+
+    video = shared_path(*EXAMPLE)
+    model = syncnet.load(_real_weights())
+    audio = upstream.audio_int16(video)
+    delayed = np.concatenate([np.zeros(1920, np.int16), audio[:-1920]])
+    frames = upstream.jpeg_frames(video)
+    assert syncnet.score(frames, delayed, model)["offset"] == 0
+    raw = lse.measure(video, None, model, None, jpeg=False)
+    print(f"without the JPEG step: LSE-D {raw['lse_d']:.3f}, LSE-C {raw['lse_c']:.3f}, offset {raw['av_offset_frames']}")

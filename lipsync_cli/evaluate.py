@@ -59,7 +59,10 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
             raise UsageError("--audio applies to one video; a folder or list is measured against each video's own audio")
         result = many.measure_many(many.items(Path(video), Path(reference) if reference else None),
                                    lambda v, ref: measure(v, None, ref, expert, detector, device, box, face, lse_cfg))
-        print(to_json(result)) if as_json else many.print_many(result)
+        if as_json:
+            print(to_json(result))
+        else:
+            many.print_many(result)
         return result
     report = measure(Path(video), Path(audio) if audio else None, Path(reference) if reference else None,
                      expert, detector, device, box, face, lse_cfg)
@@ -415,7 +418,9 @@ def print_report(report: dict) -> None:
                                                   "offset_frames", "offset_ms", "windows")))
     console.print(seconds)
     if "syncnet" in report:
-        _print_lse(console, report["syncnet"])
+        from lipsync_cli.lse import print_lse
+
+        print_lse(console, report["syncnet"])
     if "silence" in report:
         q = report["silence"]
         console.print(f"mouth opening (ours, not a published metric): {_fmt(q['mouth_opening_silent'])} in "
@@ -430,25 +435,3 @@ def print_report(report: dict) -> None:
                 rec.add_row(key.replace("_", " "), _fmt(value, 4))
         console.print(rec)
 
-
-def _print_lse(console, lse: dict) -> None:
-    """The papers' figures (original SyncNet): whole span, then per second."""
-    from rich.table import Table
-
-    if lse.get("weights") is None:
-        console.print(f"LSE-D / LSE-C (original SyncNet): not measured ({lse.get('skipped')})")
-        return
-    steps = f"face crop {lse['face_crop']}, JPEG round trip {'on' if lse['jpeg'] else 'off'}"
-    console.print(f"SyncNet: {lse['weights']}  (the papers' LSE-D/LSE-C; {steps})")
-    table = Table(title=f"LSE (frames {lse['first_frame']}..{lse['first_frame'] + lse['frames'] - 1} at 25 fps; "
-                        "+ offset = audio early)")
-    for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
-        table.add_column(key, justify="right")
-    table.add_row(*(_fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))
-    console.print(table)
-    seconds = Table(title="LSE per second (confidence = LSE-C of the windows starting in that second)")
-    for key in ("second", "LSE-C", "LSE-D", "AV offset frames", "windows"):
-        seconds.add_column(key, justify="right")
-    for row in lse["per_second"]:
-        seconds.add_row(*(_fmt(row[k]) for k in ("second", "lse_c", "lse_d", "av_offset_frames", "windows")))
-    console.print(seconds)

@@ -315,6 +315,7 @@ def _evaluate(*args, env=None):
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow  # the whole demo clip through both judges: about a minute of CPU
 def test_cli_on_the_demo_clip_reports_the_library_result(model_file, model, expert_file, ref, case_c):
     from lipsync_cli import lse
 

@@ -245,7 +245,7 @@ def evaluate(
     face: str = typer.Option("largest", "--face", help="Which face is scored when several: largest, center or an index N."),
     syncnet: Optional[str] = typer.Option(None, "--syncnet", show_default=False,
                                           help="Original SyncNet for LSE-D/LSE-C: weights.toml name or syncnet_v2.model path "
-                                               "[default: syncnet_v2, skipped with a warning if unavailable]."),
+                                               "(default: the syncnet_v2 entry; LSE is then skipped with a warning when unavailable)."),
     face_crop: str = typer.Option("auto", "--face-crop", help="auto (detect and crop as syncnet_python) or none (VIDEO already is a face crop)."),
     jpeg: bool = typer.Option(True, "--jpeg/--no-jpeg", help="Upstream's JPEG round trip of every crop (published LSE numbers include it)."),
     verbose: bool = VerboseOpt,

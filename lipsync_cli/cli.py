@@ -15,8 +15,9 @@ from typing import List, Literal, Optional, Tuple
 import typer
 
 from lipsync_cli import __version__
-from lipsync_cli.config import ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, GeneratorArch, GeneratorConfig, \
-    LoopMode, MuseTalkReference, PerceptualWeights, Precision, PreprocessConfig, ReferenceMode, RefsConfig, TrainConfig, train_defaults
+from lipsync_cli.config import (ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, FaceCrop, GeneratorArch, GeneratorConfig,
+                                LoopMode, MuseTalkReference, PerceptualWeights, Precision, PreprocessConfig,
+                                ReferenceMode, RefsConfig, SyncNetConfig, TrainConfig, train_defaults)
 from lipsync_cli.errors import LipsyncError, UsageError
 
 app = typer.Typer(
@@ -40,7 +41,7 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."
 
 # Every default below is read from the config dataclasses (the one source of defaults); the CLI only names them.
 DUB, FACES, PREP, TRAIN = DubConfig(), FaceConfig(), PreprocessConfig(), TrainConfig()
-GEN, REFS, EXPERT_TRAIN = GeneratorConfig(), RefsConfig(), train_defaults("expert")
+GEN, REFS, EXPERT_TRAIN, LSE = GeneratorConfig(), RefsConfig(), train_defaults("expert"), SyncNetConfig()
 
 
 def _detector_names():
@@ -241,18 +242,27 @@ def train_generator(
 
 @app.command()
 def evaluate(
-    video: Path = typer.Argument(..., help="Dubbed (or any talking-face) video."),
+    video: Path = typer.Argument(..., help="Dubbed (or any talking-face) video; or a folder / .txt list of videos (per-video rows and their mean)."),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to check against (default: the video's own audio)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video: adds PSNR, SSIM, LMD, sharpness."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video (a folder of same-named ones for a folder): adds PSNR, SSIM, LMD, sharpness."),
     expert: str = typer.Option("lipsync_expert", "--expert", help="Expert checkpoint (path or weights.toml name)."),
     detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    face: str = typer.Option(FACES.face, "--face", help="Which face is scored when several: largest, center or an index N."),
+    syncnet: Optional[str] = typer.Option(LSE.weights, "--syncnet", show_default=False,
+                                          help="Original SyncNet for LSE-D/LSE-C: weights.toml name or syncnet_v2.model path "
+                                               "(default: the syncnet_v2 entry; LSE is then skipped with a warning when unavailable)."),
+    face_crop: FaceCrop = typer.Option(LSE.face_crop, "--face-crop",
+                                       help="auto: detect and crop as syncnet_python; none: VIDEO already is a face crop."),
+    jpeg: bool = typer.Option(LSE.jpeg, "--jpeg/--no-jpeg", help="Upstream's JPEG round trip of every crop (published LSE numbers include it)."),
 ) -> None:
-    """Measure lip-sync (expert distance/confidence over offsets) and, with --reference, image quality."""
+    """Measure lip-sync (LSE-D/LSE-C with the original SyncNet, our expert's distance/confidence) and, with --reference, image quality."""
     from lipsync_cli.evaluate import evaluate as run
 
-    run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device)
+    lse = replace(LSE, weights=syncnet, face_crop=face_crop, jpeg=jpeg)
+    run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device,
+        face=_face_arg(face), syncnet=lse)
 
 
 @weights_app.command("list")

@@ -17,6 +17,7 @@ GeneratorArch = Literal["wav2lip", "refs"]
 PerceptualWeights = Literal["imagenet", "random", "off"]
 ReferenceMode = Literal["kmeans", "random"]
 MuseTalkReference = Literal["same", "kmeans"]
+FaceCrop = Literal["auto", "none"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,16 @@ class ExpertConfig:
     """The lip-sync expert (SyncNet-style) objective."""
 
     min_negative_offset: int = 5  # a negative window starts at least this many frames from the positive
+
+
+@dataclass(frozen=True)
+class SyncNetConfig:
+    """`lipsync evaluate`'s LSE-D / LSE-C, measured with the original SyncNet (lipsync_cli/syncnet.py)."""
+
+    weights: Optional[str] = None  # weights.toml name or syncnet_v2.model path; None: the syncnet_v2 entry, skipped (with a warning) when unavailable
+    face_crop: FaceCrop = "auto"  # "auto": our face track, cropped with upstream's rule; "none": the video already is a face crop
+    jpeg: bool = True  # upstream's JPEG round trip of every crop: published LSE numbers include it
+    batch_size: int = 20  # windows per SyncNet forward pass (upstream's; does not change the scores)
 
 
 @dataclass(frozen=True)

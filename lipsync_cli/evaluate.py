@@ -8,20 +8,30 @@ averaged over windows per offset, and the report gives the smallest mean distanc
 (median − min over offsets) and the best offset, over the whole video and per second.
 
 Offsets are in frames of EXPERT_FPS video; a positive offset means the audio lags the picture.
+
+Next to these, the papers' LSE-D / LSE-C are measured with the original SyncNet exactly as upstream
+computes them (lipsync_cli/syncnet.py, inputs prepared by lipsync_cli/lse.py), on the same face track.
+Without SyncNet weights (offline, default --syncnet) the expert figures are still reported and the LSE
+figures are null, with a warning: a user checking a dub offline still gets an answer. Weights named
+explicitly with --syncnet must exist (exit 3 otherwise).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
-from lipsync_cli.config import PreprocessConfig
-from lipsync_cli.errors import InputError
+from lipsync_cli.config import PreprocessConfig, SyncNetConfig
+from lipsync_cli.errors import InputError, UsageError, WeightsError
+from lipsync_cli.silence import silence_report
 from lipsync_cli.timing import EXPERT_FRAMES as WINDOW
+
+log = logging.getLogger(__name__)
 
 # experts are trained on clips resampled to the dataset rate (5 frames ↔ 16 mel frames = 0.2 s at 25 fps),
 # so videos are decoded at that rate too, whatever their own
@@ -32,14 +42,30 @@ BATCH = 64  # windows per expert forward pass
 
 def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path] = None,
              expert: str = "lipsync_expert", detector: str = "face_alignment", as_json: bool = False,
-             device: str = "auto", box: Optional[tuple[int, int, int, int]] = None) -> dict:
+             device: str = "auto", box: Optional[tuple[int, int, int, int]] = None, face: str = "largest",
+             syncnet: Optional[SyncNetConfig] = None) -> dict:
     """Measure `video` against `audio` (default: its own soundtrack), print the report, return it.
 
     reference: ground-truth video of the same frames, adds PSNR/SSIM/LMD/sharpness.
     box: fixed face box x1 y1 x2 y2 in display pixels instead of detection (library use, tests).
+    face: which face is scored when several ("largest", "center" or an index), by both judges.
+    syncnet: LSE-D / LSE-C settings (weights, face crop, JPEG step); default SyncNetConfig().
     """
+    from lipsync_cli import evaluate_many as many
+
+    lse_cfg = syncnet or SyncNetConfig()
+    if many.is_many(Path(video)):  # a test set: each video against its own audio, then the mean
+        if audio is not None:
+            raise UsageError("--audio applies to one video; a folder or list is measured against each video's own audio")
+        result = many.measure_many(many.items(Path(video), Path(reference) if reference else None),
+                                   lambda v, ref: measure(v, None, ref, expert, detector, device, box, face, lse_cfg))
+        if as_json:
+            print(to_json(result))
+        else:
+            many.print_many(result)
+        return result
     report = measure(Path(video), Path(audio) if audio else None, Path(reference) if reference else None,
-                     expert, detector, device, box)
+                     expert, detector, device, box, face, lse_cfg)
     if as_json:
         print(to_json(report))
     else:
@@ -48,17 +74,19 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
 
 
 def measure(video: Path, audio: Optional[Path], reference: Optional[Path], expert: str,
-            detector: str, device: str, box=None) -> dict:
+            detector: str, device: str, box=None, face: str = "largest",
+            lse_cfg: SyncNetConfig = SyncNetConfig()) -> dict:
     """The whole report as a plain dict (the JSON output)."""
     from lipsync_cli import media
     from lipsync_cli.inference import pick_device
 
     dev = pick_device(device)
     net, expert_path = load_expert(expert, dev)
+    syncnet_model, syncnet_path, skipped = load_syncnet(lse_cfg.weights, dev)
     sound = audio or video
     wav = media.load_audio(sound)
-    faces = _FaceFinder(detector, dev, box)
-    track = faces.track(video)
+    faces = _FaceFinder(detector, dev, box, face)
+    track, raw_track = faces.tracks(video)
     if not track.found.any():
         raise InputError(f"no face found in {video}: evaluate needs a visible face "
                          f"(try the other --detector, face_alignment or dlib)")
@@ -67,6 +95,9 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
     report = {"video": str(video), "audio": str(sound), "expert": str(expert_path), "fps": EXPERT_FPS,
               "frames": len(track.boxes), "sync": sync_report(video_emb, audio_emb)}
     report["per_second"] = per_second(video_emb, audio_emb)
+    report["silence"] = silence_report(wav, track.landmarks, EXPERT_FPS)
+    report["syncnet"] = measure_lse(video, audio, raw_track, lse_cfg, syncnet_model, syncnet_path, skipped)
+    report["sync"].update({k: report["syncnet"].get(k) for k in LSE_KEYS})
     if reference is not None:
         report["reconstruction"] = reconstruction(video, reference, track, faces.track(reference))
     return report
@@ -84,6 +115,36 @@ def load_expert(name_or_path: str, device: str):
     return load_checkpoint(path, device=device, expect="expert"), path
 
 
+LSE_KEYS = ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms")  # the headline SyncNet figures, beside the expert's
+
+
+def load_syncnet(weights: Optional[str], device: str):
+    """(SyncNet model, its file, None), or (None, None, why) when the default weights are unavailable.
+    Weights the user named explicitly are required: their WeightsError (exit 3) propagates."""
+    from lipsync_cli import syncnet
+    from lipsync_cli import weights as registry
+
+    try:
+        path = registry.resolve(weights or syncnet.WEIGHTS)
+    except WeightsError as err:
+        if weights is not None:
+            raise
+        return None, None, str(err)
+    return syncnet.load(path, device), path, None
+
+
+def measure_lse(video: Path, audio: Optional[Path], raw_track, cfg: SyncNetConfig, model, path,
+                skipped: Optional[str]) -> dict:
+    """report["syncnet"]: LSE-D / LSE-C and their details, or why they were not measured."""
+    from lipsync_cli import lse
+
+    if model is None:
+        log.warning("LSE-D/LSE-C not measured: %s", skipped)
+        return {"weights": None, "skipped": skipped, **{k: None for k in LSE_KEYS}}
+    track = None if cfg.face_crop == "none" else raw_track
+    return {"weights": str(path), **lse.measure(video, audio, model, track, cfg.jpeg, cfg.batch_size)}
+
+
 def decode(video: Path) -> Iterator[np.ndarray]:
     """Frames of `video` resampled to EXPERT_FPS, (H, W, 3) uint8 RGB, streamed."""
     from lipsync_cli import media
@@ -97,26 +158,40 @@ def decode(video: Path) -> Iterator[np.ndarray]:
 class _FaceFinder:
     """One face detector (loaded once) for every video of a report, or a fixed box."""
 
-    def __init__(self, detector: str, device: str, box=None):
+    def __init__(self, detector: str, device: str, box=None, face: str = "largest"):
         from lipsync_cli.config import FaceConfig
 
-        self.cfg = FaceConfig(detector=detector, box=tuple(box) if box else None)
+        self.cfg = FaceConfig(detector=detector, box=tuple(box) if box else None, face=face)
+        # SyncNet's crop rule smooths the detector's own boxes itself (median of 13), unpadded
+        self.raw_cfg = FaceConfig(detector=detector, box=self.cfg.box, face=face, pads=(0, 0, 0, 0), smooth_window=1)
         self.device = device
         self._detector = None
 
-    def track(self, video: Path):
+    def tracks(self, video: Path):
+        """(the expert's track: smoothed and padded, the raw detector boxes for SyncNet's crop): one detection pass."""
+        from lipsync_cli import media
+        from lipsync_cli.faces import track as tracking
+
+        raw = self.track(video, self.raw_cfg)
+        if self.cfg.box is not None:
+            return raw, raw
+        info = media.probe(video)
+        return tracking.finish_track(raw, self.cfg, (info.height, info.width)), raw
+
+    def track(self, video: Path, cfg=None):
         """lipsync_cli.faces.track.FaceTrack of `video` at EXPERT_FPS (boxes and landmarks, NaN: no face)."""
         from lipsync_cli import media
         from lipsync_cli.faces import get_detector
         from lipsync_cli.faces import track as tracking
 
+        cfg = cfg or self.cfg
         info = media.probe(video)
         size = (info.height, info.width)
-        if self.cfg.box is not None:
+        if cfg.box is not None:
             n = sum(1 for _ in decode(video))  # frame count at EXPERT_FPS, not the file's rate
-            return tracking.box_track(self.cfg.box, n, size, self.cfg)
-        self._detector = self._detector or get_detector(self.cfg.detector, device=self.device)
-        return tracking.detect_track(decode(video), self._detector, self.cfg, size)
+            return tracking.box_track(cfg.box, n, size, cfg)
+        self._detector = self._detector or get_detector(cfg.detector, device=self.device)
+        return tracking.detect_track(decode(video), self._detector, cfg, size)
 
 
 def lower_halves(frames: Iterator[np.ndarray], track, size: int) -> np.ndarray:
@@ -342,6 +417,15 @@ def print_report(report: dict) -> None:
         seconds.add_row(*(_fmt(row[k]) for k in ("second", "expert_sync_distance", "expert_sync_confidence",
                                                   "offset_frames", "offset_ms", "windows")))
     console.print(seconds)
+    if "syncnet" in report:
+        from lipsync_cli.lse import print_lse
+
+        print_lse(console, report["syncnet"])
+    if "silence" in report:
+        q = report["silence"]
+        console.print(f"mouth opening (ours, not a published metric): {_fmt(q['mouth_opening_silent'])} in "
+                      f"{q['silent_seconds']:.1f} s of silence vs {_fmt(q['mouth_opening_speaking'])} in "
+                      f"{q['speaking_seconds']:.1f} s of speech (ratio {_fmt(q['silent_to_speaking_ratio'])})")
     if "reconstruction" in report:
         rec = Table(title=f"reconstruction against {report['reconstruction']['reference']}")
         rec.add_column("metric")
@@ -350,3 +434,4 @@ def print_report(report: dict) -> None:
             if key != "reference":
                 rec.add_row(key.replace("_", " "), _fmt(value, 4))
         console.print(rec)
+

@@ -122,7 +122,7 @@ def find_local(spec: WeightSpec) -> Optional[Path]:
 
 
 def _looks_like_path(text: str) -> bool:
-    return os.sep in text or "/" in text or Path(text).suffix in (".pth", ".pt", ".tar", ".ckpt")
+    return os.sep in text or "/" in text or Path(text).suffix in (".pth", ".pt", ".tar", ".ckpt", ".model")
 
 
 # ---------------------------------------------------------------- resolve

@@ -265,3 +265,91 @@ def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(syntheti
     assert abs(shifted["offset_frames"] - own["offset_frames"] - 3) <= 1
     assert own["expert_sync_confidence"] > other["expert_sync_confidence"]
     assert own["expert_sync_loss"] < other["expert_sync_loss"]
+
+
+# ---- LSE-D / LSE-C (original SyncNet) beside the expert ---------------------------------------------
+
+
+def test_missing_default_syncnet_weights_still_report_the_expert(tmp_path, random_expert, monkeypatch, caplog):
+    """Offline without syncnet_v2.model: the expert's figures are reported, the LSE figures are null and a
+    warning says why (the default --syncnet is optional; a named one is not, see the next test)."""
+    from lipsync_cli.evaluate import evaluate, to_json
+
+    monkeypatch.setenv("LIPSYNC_OFFLINE", "1")
+    monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LIPSYNC_WEIGHTS_DIR", raising=False)
+    video, _ = synthetic_clip(tmp_path, seed=3, seconds=1.0)
+    report = evaluate(video, expert=str(random_expert), box=WHOLE_FRAME, device="cpu", as_json=True)
+    assert report["syncnet"]["weights"] is None and "offline" in report["syncnet"]["skipped"]
+    assert {k: report["sync"][k] for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms")} == dict.fromkeys(
+        ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms"))
+    assert np.isfinite(report["sync"]["expert_sync_distance"])
+    assert "LSE-D/LSE-C not measured" in caplog.text
+    assert '"lse_d": null' in to_json(report)
+
+
+def test_named_syncnet_weights_missing_offline_is_exit_3(tmp_path, random_expert):
+    import os
+    import subprocess
+    import sys
+
+    video, _ = synthetic_clip(tmp_path, seed=4, seconds=1.0)
+    env = {**os.environ, "LIPSYNC_OFFLINE": "1", "LIPSYNC_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("LIPSYNC_WEIGHTS_DIR", None)
+    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "evaluate", str(video), "--expert", str(random_expert),
+                           "--syncnet", "syncnet_v2", "--device", "cpu"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert "syncnet_v2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_list_of_videos_reports_each_and_the_mean_over_videos(tmp_path, random_expert):
+    """Dataset mode: one row per video, the mean counts each video once, a bad entry is listed, not fatal."""
+    from lipsync_cli.config import SyncNetConfig
+    from lipsync_cli.evaluate import evaluate
+    from syncnet_utils import write_syncnet_v2
+
+    one, _ = synthetic_clip(tmp_path, seed=5, seconds=1.0)
+    two, _ = synthetic_clip(tmp_path, seed=6, seconds=2.0)  # twice as long: still one vote
+    (tmp_path / "broken.mp4").write_text("not a video")
+    listing = tmp_path / "set.txt"
+    listing.write_text(f"# test set\n{one.name}\n{two.name},{two.name}\nbroken.mp4\n")
+    lse = SyncNetConfig(weights=str(write_syncnet_v2(tmp_path / "syncnet_v2.model")), face_crop="none")
+    result = evaluate(listing, expert=str(random_expert), box=WHOLE_FRAME, device="cpu", syncnet=lse, as_json=True)
+    assert [r["video"] for r in result["videos"]] == [str(one), str(two)]
+    assert [f["video"] for f in result["failed"]] == [str(tmp_path / "broken.mp4")]
+    for key in ("lse_d", "lse_c", "expert_sync_distance"):
+        values = [r["sync"][key] for r in result["videos"]]
+        assert result["mean"][key] == pytest.approx(sum(values) / 2), key
+    assert result["mean"]["videos"] == 2 and "psnr_face" not in result["mean"]  # only one video has a reference
+    assert result["videos"][1]["reconstruction"]["psnr_face"] == math.inf
+
+
+# ---- our silence measure ---------------------------------------------------------------------------
+
+
+def _landmarks_with_opening(openings: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) landmarks of a 100-px-wide jaw whose inner lips are `openings` x 100 px apart."""
+    lm = np.zeros((len(openings), 68, 2), np.float32)
+    lm[:, 16, 0] = 100.0  # jaw width 100
+    lm[:, 62, 1] = 50.0
+    lm[:, 66, 1] = 50.0 + 100.0 * openings
+    return lm
+
+
+def test_silence_measure_finds_the_pause_and_the_mouth_moving_in_it():
+    from lipsync_cli import silence
+
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    wav = np.concatenate([tone, np.zeros(16000, np.float32), tone])  # speech, 1 s pause, speech
+    silent = silence.silent_frames(wav, 75, 25)
+    assert silent[27:48].all() and not silent[:23].any() and not silent[52:].any()
+    short = np.concatenate([tone, np.zeros(1600, np.float32), tone])  # a 0.1 s gap between words: not silence
+    assert not silence.silent_frames(short, 50, 25).any()
+    closed_in_pause = np.where(silent, 0.0, 0.2)
+    good = silence.silence_report(wav, _landmarks_with_opening(closed_in_pause), 25)
+    assert good["mouth_opening_silent"] == pytest.approx(0.0) and good["mouth_opening_speaking"] == pytest.approx(0.2)
+    assert good["silent_seconds"] == pytest.approx(silent.sum() / 25) and good["silent_to_speaking_ratio"] == 0
+    mumbling = silence.silence_report(wav, _landmarks_with_opening(np.full(75, 0.2)), 25)
+    assert mumbling["silent_to_speaking_ratio"] == pytest.approx(1.0)
+    assert silence.silence_report(wav, np.full((75, 68, 2), np.nan), 25)["mouth_opening_silent"] is None

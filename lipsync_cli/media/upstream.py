@@ -1,0 +1,85 @@
+"""The ffmpeg steps of syncnet_python's evaluate(), reproduced so LSE-D / LSE-C match published numbers.
+
+Upstream reads its frames back from JPEG files that ffmpeg writes with its default (rate-controlled,
+~q25) mjpeg settings, and its audio as int16 PCM: both change the scores, so they are copied here
+exactly (../shared/reference/syncnet/README.md §2 steps 1-2). With the same ffmpeg build the JPEG bytes,
+and so the frames, are bit-identical to upstream's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from lipsync_cli.errors import InputError, InternalError
+from lipsync_cli.media.probe import probe
+from lipsync_cli.media.tools import ffmpeg_exe, media_arg, run, spawn, stderr_tail
+
+SAMPLE_RATE = 16000  # Hz, mono: what upstream extracts
+
+
+def audio_int16(path) -> np.ndarray:
+    """The first audio stream as (M,) int16 mono at 16 kHz: upstream's
+    `ffmpeg -async 1 -ac 1 -vn -acodec pcm_s16le -ar 16000` (ffmpeg 5 turns -async 1 into aresample=async=1)."""
+    info = probe(path)
+    if not info.has_audio:
+        raise InputError(f"no audio stream in {Path(path).name} (pass a file with sound, e.g. .wav/.mp3/.m4a)")
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", media_arg(path), "-map", "0:a:0", "-vn",
+           "-af", "aresample=async=1", "-ac", "1", "-ar", str(SAMPLE_RATE), "-acodec", "pcm_s16le", "-f", "s16le",
+           "pipe:1"]
+    res = run(cmd)
+    if res.returncode != 0 and not res.stdout:
+        raise InputError(f"could not decode the audio in {path} ({stderr_tail(res.stderr)})")
+    return np.frombuffer(res.stdout[: len(res.stdout) // 2 * 2], dtype="<i2").astype(np.int16)
+
+
+def jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) -> np.ndarray:
+    """(N, H, W, 3) uint8 BGR: every frame of `video` written by `ffmpeg -i VIDEO -threads 1 -f image2
+    %06d.jpg` (default JPEG quality) and read back with cv2, exactly as upstream's evaluate() reads its
+    input. fps: resample to this constant rate first (upstream's input is already 25 fps). size: resize
+    each frame to (size, size) with cv2's bilinear default, as Wav2Lip's and LatentSync's copies do."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", media_arg(video), "-threads", "1"]
+    if fps:
+        cmd += ["-vf", f"fps={fps}"]
+    with tempfile.TemporaryDirectory(prefix="lipsync-jpeg-") as folder:
+        res = run(cmd + ["-f", "image2", str(Path(folder) / "%06d.jpg")])
+        frames = _read_jpegs(Path(folder), size)
+    if not len(frames):
+        raise InputError(f"could not decode any video frame of {video} ({stderr_tail(res.stderr) or 'no frames'})")
+    return frames
+
+
+def jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: int) -> np.ndarray:
+    """The same JPEG step for frames we made (face crops): (H, W, 3) uint8 BGR in, (N, H, W, 3) uint8 BGR
+    out, through ffmpeg's default mjpeg encoder at `fps` (its rate control depends on the frame rate)."""
+    with tempfile.TemporaryDirectory(prefix="lipsync-jpeg-") as folder, tempfile.TemporaryFile() as errors:
+        cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0", "-threads", "1",
+               "-f", "image2", str(Path(folder) / "%06d.jpg")]
+        proc = spawn(cmd, stdin=subprocess.PIPE, stderr=errors)
+        try:
+            for frame in frames:
+                proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # ffmpeg died: its exit status and stderr below say why
+        if proc.wait() != 0:
+            errors.seek(0)
+            raise InternalError(f"ffmpeg failed writing JPEG frames ({stderr_tail(errors.read())})")
+        return _read_jpegs(Path(folder))
+
+
+def _read_jpegs(folder: Path, size: Optional[int] = None) -> np.ndarray:
+    import cv2
+
+    files = sorted(folder.glob("*.jpg"))  # %06d names: name order is frame order
+    if not files:
+        return np.zeros((0, 0, 0, 3), np.uint8)
+    frames = (cv2.imread(str(f), cv2.IMREAD_COLOR) for f in files)  # cv2: BGR
+    if size:  # cv2.resize returns an identical copy when the frame already has that size
+        frames = (cv2.resize(f, (size, size)) for f in frames)
+    return np.stack(list(frames))

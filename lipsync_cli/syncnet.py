@@ -1,0 +1,220 @@
+"""LSE-D and LSE-C: the papers' lip-sync scores, computed with the original SyncNet exactly as
+syncnet_python's `SyncNetInstance.evaluate()` computes them.
+
+Not our expert (lipsync_cli/models/syncnet.py, reported as expert_sync_*): this module loads the public
+`syncnet_v2.model` (joonson/syncnet_python, MIT) unchanged and reproduces upstream's arithmetic; the
+specification, with conformance vectors, is ../shared/reference/syncnet/README.md (§2 is this file).
+
+    load(path)                  syncnet_v2.model -> network in eval mode (strict; weights_only)
+    score(frames, audio, model) face crops + speech -> lse_d, lse_c, offset, mdist, framewise conf
+
+Inputs are upstream's, unnormalised on purpose (the network was trained on them): frames (N, 224, 224, 3)
+uint8 BGR 0-255 at 25 fps, audio (M,) int16 at 16 kHz. Preparing them from any video (25 fps, face
+crop, JPEG round trip) is lipsync_cli/lse.py. Importing this module imports neither torch nor scipy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from lipsync_cli.errors import InputError
+
+WEIGHTS = "syncnet_v2"  # the weights.toml entry of the public syncnet_v2.model
+SAMPLE_RATE = 16000  # Hz: upstream extracts the audio at this rate
+FPS = 25  # video frames per second every SyncNet input assumes
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: min_length counts whole frames of audio
+MFCC_HOP = 160  # samples: python_speech_features' default winstep (10 ms)
+MFCC_PER_FRAME = SAMPLES_PER_FRAME // MFCC_HOP  # 4 MFCC columns per video frame
+WINDOW = 5  # video frames per lip window
+MFCC_WINDOW = WINDOW * MFCC_PER_FRAME  # 20 MFCC columns per audio window
+VSHIFT = 15  # offsets searched: -15..+15 frames (upstream's default vshift)
+SIZE = 224  # the lip trunk only fits 224x224 frames
+BATCH = 20  # upstream's batch_size: windows per forward pass (no effect on the result in eval mode)
+FRAMEWISE_MEDFILT = 9  # kernel of the median filter upstream applies to the framewise confidence
+
+# the 14 BatchNorm counters that a file saved before torch 0.4.1 cannot contain; they only matter in training
+OPTIONAL_KEY_SUFFIX = "num_batches_tracked"
+
+
+# ---- the weights ---------------------------------------------------------------------------------
+
+
+def load(path, device: str = "cpu"):
+    """A `syncnet_v2.model` file -> lipsync_cli.models.syncnet_v2.SyncNetV2 in eval mode on `device`.
+
+    Upstream copies every tensor of the file into the entry of the same name and silently keeps initial
+    values for names the file lacks. We refuse that: every entry must be present, with its shape,
+    except the num_batches_tracked counters. InputError (exit 1) for any other file.
+    """
+    from lipsync_cli.models.checkpoint import read_checkpoint
+    from lipsync_cli.models.syncnet_v2 import SyncNetV2
+
+    path = Path(path)
+    _check_container(path)
+    state = read_checkpoint(path, "cpu")  # weights_only=True; legacy and zip serialisations both load
+    net = SyncNetV2()
+    _check_state(path, state, net.state_dict())
+    net.load_state_dict(state, strict=False)  # strictness enforced above, num_batches_tracked aside
+    return net.to(device).eval()
+
+
+def _check_container(path: Path) -> None:
+    """torch files start with a zip header (torch >= 1.6) or a pickle protocol byte (the legacy format);
+    anything else would reach the unpickler and be misreported as a file carrying code."""
+    if path.is_file():
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if head != b"PK" and head[:1] != b"\x80":
+            raise InputError(f"{path.name} is not a readable checkpoint (not a torch file): pass the public "
+                             "syncnet_v2.model (download or copy it again if it is truncated)")
+
+
+def _check_state(path: Path, state: dict, own: dict) -> None:
+    """One-line InputError unless `state` is a plain {name: tensor} mapping of SyncNetV2's entries."""
+    import torch
+
+    if "state_dict" in state or "arch" in state:
+        raise InputError(f"{path.name} is a Wav2Lip/lipsync-cli checkpoint, not syncnet_python's syncnet_v2.model: "
+                         "pass that file to --syncnet (a lip-sync expert goes to --expert)")
+    unknown = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state and not k.endswith(OPTIONAL_KEY_SUFFIX)]
+    not_tensor = [k for k in state if k in own and not isinstance(state[k], torch.Tensor)]
+    wrong = [k for k in state if k in own and k not in not_tensor and tuple(state[k].shape) != tuple(own[k].shape)]
+    if unknown or missing or not_tensor or wrong:
+        example = (f"{wrong[0]} is {list(state[wrong[0]].shape)}, expected {list(own[wrong[0]].shape)}" if wrong
+                   else f"e.g. {(unknown or missing or not_tensor)[0]!r}")
+        raise InputError(f"{path.name} is not syncnet_python's syncnet_v2.model ({len(unknown)} unknown, "
+                         f"{len(missing)} missing, {len(wrong)} mis-shaped, {len(not_tensor)} non-tensor entries; "
+                         f"{example}): pass the public syncnet_v2.model")
+
+
+# ---- the two embeddings --------------------------------------------------------------------------
+
+
+def mfcc(audio: np.ndarray) -> np.ndarray:
+    """(M,) int16 at 16 kHz -> (13, T) float64: python_speech_features.mfcc's defaults, fed the raw int16
+    values (not scaled to [-1, 1]), as upstream does; T = 1 + ceil((M - 400) / 160)."""
+    import python_speech_features
+
+    return python_speech_features.mfcc(np.asarray(audio), SAMPLE_RATE).T
+
+
+def n_windows(n_frames: int, n_samples: int) -> int:
+    """Upstream scores min_length - 5 windows, one fewer than the frames would allow (its range stops
+    at min_length - 6); min_length counts frames that have both a picture and 640 audio samples."""
+    return max(0, min(n_frames, n_samples // SAMPLES_PER_FRAME) - WINDOW)
+
+
+def embed(frames: np.ndarray, audio: np.ndarray, model, batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """(im_feat, cc_feat), each (W, 1024) float32: lip window v = frames v..v+4, audio window v = MFCC
+    columns 4v..4v+19, for v < n_windows. frames (N, 224, 224, 3) uint8 BGR; audio (M,) int16."""
+    import torch
+
+    frames = _check_frames(frames)
+    n_win = n_windows(len(frames), len(audio))
+    if n_win < 1:
+        raise InputError(f"SyncNet needs at least {WINDOW + 1} frames ({(WINDOW + 1) / FPS:.2f} s) of video with "
+                         f"audio; got {len(frames)} frames and {len(audio) / SAMPLE_RATE:.2f} s of audio")
+    device = next(model.parameters()).device
+    coeffs = torch.from_numpy(mfcc(audio).astype(np.float32))  # (13, T) float32, as upstream's cct
+    lips, auds = [], []
+    with torch.inference_mode():
+        for start in range(0, n_win, batch_size):
+            stop = min(start + batch_size, n_win)
+            lips.append(model.forward_lip(_lip_batch(frames, start, stop).to(device)).float().cpu())
+            cc = torch.stack([coeffs[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW] for v in range(start, stop)])
+            auds.append(model.forward_aud(cc.unsqueeze(1).to(device)).float().cpu())  # (B, 1, 13, 20)
+    return torch.cat(lips).numpy(), torch.cat(auds).numpy()
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[1:] != (SIZE, SIZE, 3) or frames.dtype != np.uint8:
+        raise InputError(f"SyncNet takes (N, {SIZE}, {SIZE}, 3) uint8 BGR face crops, got {frames.shape} {frames.dtype}")
+    return frames
+
+
+def _lip_batch(frames: np.ndarray, start: int, stop: int):
+    """(stop - start, 3, 5, 224, 224) float32 raw 0-255 BGR windows; only these frames become float,
+    not the whole video as upstream does (a minute of video would be 900 MB)."""
+    import torch
+
+    clip = torch.from_numpy(np.ascontiguousarray(frames[start:stop + WINDOW - 1])).float()  # (T, H, W, 3)
+    clip = clip.permute(3, 0, 1, 2)  # (3, T, H, W): channels, then time
+    return torch.stack([clip[:, v:v + WINDOW] for v in range(stop - start)])
+
+
+# ---- distances and scores ------------------------------------------------------------------------
+
+
+def distances(im_feat: np.ndarray, cc_feat: np.ndarray, vshift: int = VSHIFT) -> np.ndarray:
+    """(W, 2*vshift+1) float32: d[i, k] = ||im_feat[i] - cc_feat[i + k - vshift] + 1e-6|| (upstream's
+    calc_pdist). Audio windows outside 0..W-1 are zero vectors and stay in every average."""
+    return np.stack([d.numpy() for d in _pdist(im_feat, cc_feat, vshift)])
+
+
+def _pdist(im_feat: np.ndarray, cc_feat: np.ndarray, vshift: int) -> list:
+    """Upstream's calc_pdist, row by row (pairwise_distance adds its eps 1e-6 to every component)."""
+    import torch
+    import torch.nn.functional as F
+
+    feat1, feat2 = torch.from_numpy(np.asarray(im_feat, np.float32)), torch.from_numpy(np.asarray(cc_feat, np.float32))
+    width = 2 * vshift + 1
+    padded = F.pad(feat2, (0, 0, vshift, vshift))
+    return [F.pairwise_distance(feat1[[i], :].repeat(width, 1), padded[i:i + width, :]) for i in range(len(feat1))]
+
+
+def summarise(dists: np.ndarray, vshift: int = VSHIFT) -> dict:
+    """Upstream's scores from (W, 2*vshift+1) distances.
+
+    lse_d = min over shifts of the mean distance; lse_c = median - min, with torch.median's lower middle;
+    offset = vshift - argmin (first index at the minimum): a positive offset means the matching audio comes
+    that many frames earlier in the track. Framewise: fdist[i] = d[i, argmin], fconf = median - fdist,
+    fconfm = scipy.signal.medfilt(fconf, 9), which zero-pads both ends (what upstream prints).
+    """
+    import torch
+    from scipy import signal
+
+    d = torch.from_numpy(np.asarray(dists, np.float32))
+    mdist = torch.mean(d.T.contiguous(), 1)  # upstream: torch.mean(torch.stack(dists, 1), 1)
+    minval, minidx = torch.min(mdist, 0)
+    median = torch.median(mdist)
+    fdist = d[:, int(minidx)].numpy()
+    fconf = median.numpy() - fdist
+    return {"lse_d": float(minval), "lse_c": float(median - minval), "offset": int(vshift - minidx),
+            "minidx": int(minidx), "median": float(median), "mdist": mdist.numpy(), "windows": int(len(d)),
+            "fdist": fdist, "fconf": fconf, "fconfm": signal.medfilt(fconf, kernel_size=FRAMEWISE_MEDFILT)}
+
+
+def score(frames: np.ndarray, audio: np.ndarray, model, batch_size: int = BATCH) -> dict:
+    """LSE-D / LSE-C of face crops already in upstream's input form.
+
+    frames: (N, 224, 224, 3) uint8 BGR 0-255 at 25 fps; audio: (M,) int16 at 16 kHz, starting with frame 0.
+    Returns summarise()'s dict (lse_d, lse_c, offset in frames, minidx, median, mdist (31,) = the mean
+    distance per shift, fdist/fconf/fconfm per window) plus dists (W, 31) and the two embeddings.
+    """
+    im_feat, cc_feat = embed(frames, audio, model, batch_size)
+    dists = distances(im_feat, cc_feat)
+    return {**summarise(dists), "dists": dists, "im_feat": im_feat, "cc_feat": cc_feat}
+
+
+def per_second(dists: np.ndarray, first_frame: int = 0) -> list[dict]:
+    """The same scores over the windows that start in each second (where sync breaks down): one row per
+    second of video, numbered from the video's start (the scored span begins at `first_frame`)."""
+    rows = []
+    starts = first_frame + np.arange(len(dists))
+    for second in range(int(starts[0]) // FPS, int(starts[-1]) // FPS + 1):
+        block = dists[starts // FPS == second]
+        if len(block):
+            s = summarise(block)
+            rows.append({"second": second, "lse_d": s["lse_d"], "lse_c": s["lse_c"],
+                         "av_offset_frames": s["offset"], "windows": s["windows"]})
+    return rows
+
+
+def offset_ms(frames: Optional[int]) -> Optional[int]:
+    """An offset in 25 fps frames as milliseconds (40 ms per frame)."""
+    return None if frames is None else int(round(1000 * frames / FPS))

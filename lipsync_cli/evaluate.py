@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from lipsync_cli.config import PreprocessConfig, SyncNetConfig
+from lipsync_cli.config import FaceConfig, PreprocessConfig, SyncNetConfig
 from lipsync_cli.errors import InputError, UsageError, WeightsError
 from lipsync_cli.silence import silence_report
 from lipsync_cli.timing import EXPERT_FRAMES as WINDOW
@@ -41,8 +41,8 @@ BATCH = 64  # windows per expert forward pass
 
 
 def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path] = None,
-             expert: str = "lipsync_expert", detector: str = "face_alignment", as_json: bool = False,
-             device: str = "auto", box: Optional[tuple[int, int, int, int]] = None, face: str = "largest",
+             expert: str = "lipsync_expert", detector: str = FaceConfig.detector, as_json: bool = False,
+             device: str = "auto", box: Optional[tuple[int, int, int, int]] = None, face: str = FaceConfig.face,
              syncnet: Optional[SyncNetConfig] = None) -> dict:
     """Measure `video` against `audio` (default: its own soundtrack), print the report, return it.
 

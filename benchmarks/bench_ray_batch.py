@@ -45,15 +45,18 @@ def peak_rss_mb(pid: int):
 
 
 def ray_workers() -> list[int]:
-    pids = []
+    """Pids of the Ray worker processes; a worker's child caught between fork and exec (ffmpeg being started)
+    still carries the worker's name, and is left out by its parent."""
+    named = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 if (proc / "cmdline").read_bytes().startswith(b"ray::DubWorker"):
-                    pids.append(int(proc.name))
+                    stat = (proc / "stat").read_text()
+                    named[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # pid -> parent pid
             except OSError:
                 pass
-    return pids
+    return [pid for pid, parent in named.items() if parent not in named]
 
 
 def timed_run(cmd: list[str], env: dict) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -19,6 +21,9 @@ from lipsync_cli.errors import InputError, LipsyncError
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("video", "audio")
+# Loads made by this process, over every Models instance: the report's proof that a worker loads its models once
+# however many rows it dubs (a count kept per instance could not tell one long-lived instance from one per row).
+PROCESS_LOADS = {"generator": 0, "detector": 0}
 
 
 @dataclass(frozen=True)
@@ -91,14 +96,16 @@ def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), 
         models.generator()
         models.detector()
     outcomes = []
-    for job in jobs:
-        outcomes.append(skip_outcome(job) or dub_row(job, row_cfg, models, dub))
-        if not cfg.quiet:
-            print_row(outcomes[-1])
+    try:
+        for job in jobs:
+            outcomes.append(skip_outcome(job) or dub_row(job, row_cfg, models, dub))
+            if not cfg.quiet:
+                print_row(outcomes[-1])
+    finally:  # Ctrl-C included: the report then lists the rows that finished
+        if report is not None:
+            write_report(report, outcomes)
     if not cfg.quiet:
         print_outcomes(outcomes)
-    if report is not None:
-        write_report(report, outcomes)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
@@ -114,20 +121,15 @@ def dub_row(job: Job, cfg: DubConfig, models: "Models", dub, attempt: int = 1) -
         log.debug("row %d failed", job.row, exc_info=True)
         outcome = Outcome(job, "failed", f"internal error: {type(err).__name__}: {err}")
     return replace(outcome, seconds=time.perf_counter() - start, attempts=attempt, worker=models.name,
-                   generator_loads=models.generator_loads, detector_loads=models.detector_loads)
+                   generator_loads=PROCESS_LOADS["generator"], detector_loads=PROCESS_LOADS["detector"])
 
 
 class Models:
-    """Generator and detector, loaded on first use and shared by every row; counts its loads (for the report)."""
+    """Generator and detector, loaded on first use and shared by every row."""
 
     def __init__(self, cfg: DubConfig):
-        import os
-        import socket
-
         self.cfg = cfg
         self.name = f"{socket.gethostname()}:{os.getpid()}"  # the process that dubs, as the report names it
-        self.generator_loads = 0
-        self.detector_loads = 0
         self._generator = None
         self._detector = None
 
@@ -137,7 +139,7 @@ class Models:
 
             c = self.cfg
             self._generator = load_generator(c.model, c.device, c.precision, c.batch_size)
-            self.generator_loads += 1
+            PROCESS_LOADS["generator"] += 1
         return self._generator
 
     def detector(self) -> Optional[object]:
@@ -148,7 +150,7 @@ class Models:
             from lipsync_cli.inference import pick_device
 
             self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device))
-            self.detector_loads += 1
+            PROCESS_LOADS["detector"] += 1
         return self._detector
 
 

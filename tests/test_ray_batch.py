@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,7 @@ def test_ray_batch_matches_single_process_loads_models_once_and_resumes(ray_addr
     # Loaded once per worker: every row of a worker saw the same single load, and both workers took rows.
     assert all(r["generator_loads"] == 1 and r["detector_loads"] == 1 and r["attempts"] == 1 for r in done), done
     assert len({r["worker"] for r in got.values()}) == 2, got
+    assert max(Counter(r["worker"] for r in got.values()).values()) >= 2, got  # a worker reused its loaded models
     assert all(r["frames"] == r["frames_edited"] > 20 and r["seconds"] > 0 for r in done), done
     print(f"ray batch of 5 rows on 2 workers: {took:.1f} s")
 
@@ -292,3 +294,77 @@ def test_report_csv_and_json_hold_every_row(tmp_path):
     back = list(csv.DictReader((tmp_path / "r.csv").open()))
     assert [r["status"] for r in back] == ["done", "failed"] and back[1]["reason"] == rows[1]["reason"]
     assert partials(tmp_path) == []
+
+
+class FakeRay:
+    """Just what Scheduler calls: workers answer at once; a row in `deadly` kills whichever worker runs it."""
+
+    class exceptions:
+        class RayError(Exception):
+            pass
+
+    def wait(self, refs, num_returns, timeout):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        if isinstance(ref.value, Exception):
+            raise ref.value
+        return ref.value
+
+    def kill(self, worker, no_restart):
+        pass
+
+
+class Ref:
+    """Hashable like an ObjectRef (by identity), holding the call's result or the error it raises."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class FakeWorker:
+    def __init__(self, deadly: set[int]):
+        self.deadly, self.rows = deadly, []
+        self.dub = self  # worker.dub.remote(job, attempt)
+
+    def remote(self, job: Job, attempt: int):
+        self.rows.append(job.row)
+        if job.row in self.deadly:
+            return Ref(FakeRay.exceptions.RayError("ActorDiedError"))
+        return Ref(Outcome(job, "done", attempts=attempt))
+
+
+def fake_jobs(tmp_path: Path, n: int) -> list[Job]:
+    return [Job(k, tmp_path / "v.mp4", tmp_path / "a.wav", tmp_path / f"o{k}.mp4") for k in range(1, n + 1)]
+
+
+def run_scheduler(workers, jobs, retries):
+    from lipsync_cli.ray_batch import Scheduler
+
+    said = []
+    scheduler = Scheduler(FakeRay(), workers, jobs, retries, said.append)
+    while scheduler.busy():
+        scheduler.step(0)
+    return {o.job.row: o for o in scheduler.outcomes}, said
+
+
+def test_a_row_that_kills_every_worker_fails_after_the_retries_and_the_rest_complete(tmp_path):
+    from lipsync_cli.media.atomic import partial_path
+
+    jobs = fake_jobs(tmp_path, 4)
+    partial_path(jobs[1].output).write_bytes(b"left by a killed ffmpeg")
+    workers = [FakeWorker({2}), FakeWorker({2})]
+    got, said = run_scheduler(workers, jobs, retries=2)
+    assert [got[k].status for k in (1, 2, 3, 4)] == ["done", "failed", "done", "done"]
+    assert got[2].attempts == 3 and "died 3 times" in got[2].reason
+    assert sum(w.rows.count(2) for w in workers) == 3  # 1 try + 2 retries, then no more
+    assert [line.split(" (attempt ")[1] for line in said] == ["2 of 3)", "3 of 3)"]
+    assert not partial_path(jobs[1].output).exists()
+
+
+def test_rows_are_failed_when_no_worker_is_left(tmp_path):
+    jobs = fake_jobs(tmp_path, 3)
+    worker = FakeWorker({1})
+    got, _ = run_scheduler([worker], jobs, retries=0)  # no retry, no restart: the one worker is gone after row 1
+    assert [got[k].status for k in (1, 2, 3)] == ["failed", "failed", "failed"]
+    assert worker.rows == [1] and "no Ray worker left" in got[2].reason and got[3].attempts == 0

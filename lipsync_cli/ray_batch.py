@@ -91,13 +91,21 @@ def _absolute(job: Job) -> Job:
 def connect(ray, address: Optional[str]) -> Iterator[None]:
     """Join the cluster at `address` (None: $RAY_ADDRESS) or start a local one ("local", or neither given) for
     this run only; the connection (and a local cluster) ends with the block."""
-    local = address == "local" or (address is None and not os.environ.get("RAY_ADDRESS"))
+    import signal
+
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        address = "local"  # not ray.init()'s default, which would join any cluster `ray start` left on this machine
     verbose = log.isEnabledFor(logging.DEBUG)  # -v: Ray's own logs and the workers' output come through too
     # The dashboard is for long-lived clusters; a cluster that lives for one batch only needs the scheduler.
-    extra = {"include_dashboard": False} if local else {}
+    extra = {"include_dashboard": False} if address == "local" else {}
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address, logging_level=logging.DEBUG if verbose else logging.ERROR, log_to_driver=verbose,
                  **extra)
+        # ray.init installs its own SIGTERM handler; ours (the CLI's) turns SIGTERM into the Ctrl-C path, which
+        # stops the workers and removes their partial files.
+        if on_sigterm is not None:  # None: a handler not set from Python, which we cannot put back
+            signal.signal(signal.SIGTERM, on_sigterm)
     except ConnectionError as err:
         where = address or os.environ.get("RAY_ADDRESS")
         raise InputError(f"cannot reach the Ray cluster at {where}: {err} (start it with `ray start --head`, "

@@ -222,6 +222,24 @@ def test_sigint_stops_the_batch_cleanly_and_a_rerun_resumes(ray_address, media, 
     assert partials(media) == []
 
 
+def test_sigterm_takes_the_same_clean_path(ray_address, media, wav2lip_ckpt):
+    """ray.init replaces the driver's SIGTERM handler; the CLI's must be back, so SIGTERM also removes partials."""
+    jobs = job_file(media, "term", [("face.mp4", "long.wav")] * 2, "term")
+    proc = subprocess.Popen(cli(jobs, wav2lip_ckpt, *ray_args(media / "term.json")), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env(ray_address))
+    out = media / "out" / "term"
+    wait_for(lambda: partials(out), proc)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the batch did not stop after SIGTERM")
+    assert proc.returncode == 143, err
+    assert "interrupted: rows finished: none" in err and "error: terminated (SIGTERM)" in err, err
+    assert partials(media) == [] and list(out.iterdir()) == []
+
+
 def test_ray_missing_is_one_line_exit_2_and_plain_batch_never_imports_it(tmp_path):
     shim = tmp_path / "shim" / "ray"
     shim.mkdir(parents=True)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 RAY_MISSING = 'the --ray batch needs Ray, which is not installed: pip install "lipsync-cli[ray]"'
 POLL_S = 0.5  # the driver wakes this often to refresh the display; also how soon it notices Ctrl-C
+CONNECT_TIMEOUT_S = 5.0  # a cluster address must accept a TCP connection within this
 STOP_GRACE_S = 10.0  # after Ctrl-C, how long killed workers get to be reported dead before partial files are removed
 
 
@@ -98,6 +99,7 @@ def connect(ray, address: Optional[str]) -> Iterator[None]:
     verbose = log.isEnabledFor(logging.DEBUG)  # -v: Ray's own logs and the workers' output come through too
     # The dashboard is for long-lived clusters; a cluster that lives for one batch only needs the scheduler.
     extra = {"include_dashboard": False} if address == "local" else {}
+    check_reachable(address or os.environ["RAY_ADDRESS"])
     on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address, logging_level=logging.DEBUG if verbose else logging.ERROR, log_to_driver=verbose,
@@ -114,6 +116,20 @@ def connect(ray, address: Optional[str]) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A host:port nobody listens on is an InputError now; ray.init would retry it for minutes, logging each try."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():  # "local", "auto", ray://...: ray.init's own business
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {err} (start it with `ray start --head`, or "
+                         "drop --ray-address/RAY_ADDRESS to use a local one)") from None
 
 
 @dataclass(frozen=True)

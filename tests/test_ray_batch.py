@@ -275,6 +275,23 @@ def test_ray_usage_errors_are_one_line_exit_2(tmp_path, args, needle):
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_unreachable_cluster_is_one_line_exit_1(tmp_path):
+    import socket
+
+    pytest.importorskip("ray", reason='Ray is the optional extra: pip install "lipsync-cli[ray]"')
+
+    with socket.socket() as free:  # a port nobody listens on once closed
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("video,audio,output\nv.mp4,a.wav,o.mp4\n")
+    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", "--jobs", str(jobs), "--ray",
+                           "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port}"), lines
+
+
 @pytest.mark.parametrize("resources, cfg, device, rows, expected", [
     ({"GPU": 8, "CPU": 64}, RayConfig(), "auto", 100, (8, 1.0, 1.0)),  # one worker per GPU
     ({"GPU": 8, "CPU": 64}, RayConfig(gpus_per_worker=0.5), "auto", 100, (16, 1.0, 0.5)),

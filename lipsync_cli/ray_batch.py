@@ -249,7 +249,7 @@ class Scheduler:
             partial_path(job.output).unlink(missing_ok=True)
         stopped = [(job, attempt) for _, job, attempt in self.running.values()]
         self.running.clear()
-        self._end([Outcome(job, "interrupted", "stopped by Ctrl-C", attempts=attempt) for job, attempt in stopped]
+        self._end([Outcome(job, "interrupted", "stopped mid-row", attempts=attempt) for job, attempt in stopped]
                   + [Outcome(job, "interrupted", "not started", attempts=attempt - 1) for job, attempt in self._drain()])
 
     def _drain(self) -> list[tuple[Job, int]]:
@@ -319,10 +319,13 @@ def print_workers(outcomes: list[Outcome]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    names = sorted({o.worker for o in outcomes if o.worker})
+    if not names:  # every row skipped, or stopped before any ended
+        return
     table = Table(title="workers")
     for col in ("worker", "rows", "frames", "seconds", "frames/s", "generator loads", "detector loads"):
         table.add_column(col)
-    for name in sorted({o.worker for o in outcomes if o.worker}):
+    for name in names:
         mine = [o for o in outcomes if o.worker == name]
         frames, seconds = sum(o.frames for o in mine), sum(o.seconds for o in mine)
         table.add_row(name, str(len(mine)), str(frames), f"{seconds:.1f}", f"{frames / max(seconds, 1e-6):.1f}",

@@ -240,6 +240,19 @@ def test_sigterm_takes_the_same_clean_path(ray_address, media, wav2lip_ckpt):
     assert partials(media) == [] and list(out.iterdir()) == []
 
 
+def test_bad_model_fails_once_before_any_row(ray_address, media, tmp_path):
+    """A corrupt --model is one error with its exit code, raised by the workers' load, not a failure per row."""
+    model = tmp_path / "bad.pth"
+    model.write_bytes(b"junk")
+    jobs = job_file(media, "badmodel", [("face.mp4", "hi.wav")] * 3, "badmodel")
+    proc = subprocess.run(cli(jobs, model, "--ray", "--workers", "2", "--cpus-per-worker", "1"), capture_output=True,
+                          text=True, env=env(ray_address), timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "bad.pth" in lines[0], proc.stderr
+    assert list((media / "out" / "badmodel").iterdir()) == []
+
+
 def test_ray_missing_is_one_line_exit_2_and_plain_batch_never_imports_it(tmp_path):
     shim = tmp_path / "shim" / "ray"
     shim.mkdir(parents=True)

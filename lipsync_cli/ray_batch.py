@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 RAY_MISSING = 'the --ray batch needs Ray, which is not installed: pip install "lipsync-cli[ray]"'
 POLL_S = 0.5  # the driver wakes this often to refresh the display; also how soon it notices Ctrl-C
 CONNECT_TIMEOUT_S = 5.0  # a cluster address must accept a TCP connection within this
+REVIVE_WAIT_S = 1.0  # how long a restarting worker is left alone before it is asked again whether it is up
 STOP_GRACE_S = 10.0  # after Ctrl-C, how long killed workers get to be reported dead before partial files are removed
 
 
@@ -191,13 +192,19 @@ def start_workers(ray, plan: WorkerPlan, cfg: DubConfig, restarts: int) -> list:
 
 
 class Scheduler:
-    """The driver's queue: an idle worker gets the next row; the row of a worker that died goes back to the front."""
+    """The driver's queue: an idle worker gets the next row; the row of a worker that died goes back to the front.
+
+    A dead worker is restarted by Ray (max_restarts) but gets rows again only once it answers a load() call: calls
+    on an actor that is still restarting fail at once, and must not use up the retries of the rows sent to it.
+    """
 
     def __init__(self, ray, workers: list, jobs: list[Job], retries: int, say: Callable[[str], None]):
         self.ray, self.workers, self.retries, self.say = ray, workers, retries, say
         self.idle = deque(workers)
         self.pending = deque((job, 1) for job in jobs)  # (job, attempt number)
-        self.running: dict = {}  # ObjectRef -> (worker, job, attempt)
+        self.running: dict = {}  # ObjectRef of dub() -> (worker, job, attempt)
+        self.reviving: dict = {}  # ObjectRef of load() -> a restarted worker
+        self.resting: list = []  # (monotonic time to ask again, worker) for workers not answering yet
         self.deaths = [0] * len(workers)
         self.outcomes: list[Outcome] = []
 
@@ -205,30 +212,63 @@ class Scheduler:
         return bool(self.pending or self.running)
 
     def step(self, timeout: float) -> list[Outcome]:
-        """Hand out rows, wait up to `timeout` for one to end; returns the rows that ended for good."""
+        """Hand out rows, wait up to `timeout` for a row (or a revival) to end; returns the rows that ended for good."""
         while self.idle and self.pending:
             worker = self.idle.popleft()
             job, attempt = self.pending.popleft()
             self.running[worker.dub.remote(job, attempt)] = (worker, job, attempt)
-        if not self.running:  # every worker died more often than Ray restarts it
+        self._ask_resting()
+        waiting = [*self.running, *self.reviving]
+        if not waiting:
+            if self.resting:
+                time.sleep(timeout)
+                return []
             return self._end([Outcome(job, "failed", "no Ray worker left (each died too often)", attempts=attempt - 1)
                               for job, attempt in self._drain()])
-        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        ready, _ = self.ray.wait(waiting, num_returns=1, timeout=timeout)
         ended = []
         for ref in ready:
+            if ref in self.reviving:
+                self._revived(ref)
+                continue
             worker, job, attempt = self.running.pop(ref)
             try:
                 ended.append(self.ray.get(ref))
                 self.idle.append(worker)
             except self.ray.exceptions.RayError as err:  # the worker process died; a row's own errors are outcomes
-                ended += self._worker_died(worker, job, attempt, err)
+                self._lost(worker)
+                ended += self._retry(job, attempt, err)
         return self._end(ended)
 
-    def _worker_died(self, worker, job: Job, attempt: int, err: Exception) -> list[Outcome]:
+    def _lost(self, worker) -> None:
         n = self.workers.index(worker)
         self.deaths[n] += 1
-        if self.deaths[n] <= self.retries:  # Ray is restarting it (max_restarts); calls wait for the new process
-            self.idle.append(worker)
+        if self.deaths[n] <= self.retries:  # within max_restarts: Ray is starting a new process for it
+            self.reviving[worker.load.remote()] = worker
+
+    def _revived(self, ref) -> None:
+        worker = self.reviving.pop(ref)
+        unavailable = getattr(self.ray.exceptions, "ActorUnavailableError", ())  # Ray's name for "still restarting"
+        try:
+            loaded = self.ray.get(ref)
+        except unavailable:
+            self.resting.append((time.monotonic() + REVIVE_WAIT_S, worker))
+            return
+        except self.ray.exceptions.RayError:  # died again while starting
+            self._lost(worker)
+            return
+        if isinstance(loaded, LipsyncError):  # loaded fine at the start, not now: that node is unusable
+            self.say(f"a restarted Ray worker cannot load the models: {loaded}")
+            return
+        self.idle.append(worker)
+
+    def _ask_resting(self) -> None:
+        now = time.monotonic()
+        for entry in [e for e in self.resting if e[0] <= now]:
+            self.resting.remove(entry)
+            self.reviving[entry[1].load.remote()] = entry[1]
+
+    def _retry(self, job: Job, attempt: int, err: Exception) -> list[Outcome]:
         if attempt <= self.retries:
             self.say(f"row {job.row}: its worker died ({type(err).__name__}); retrying "
                      f"(attempt {attempt + 1} of {self.retries + 1})")

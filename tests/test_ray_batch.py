@@ -351,6 +351,9 @@ class FakeRay:
         class RayError(Exception):
             pass
 
+        class ActorUnavailableError(RayError):
+            pass
+
     def wait(self, refs, num_returns, timeout):
         return refs[:1], refs[1:]
 
@@ -370,16 +373,38 @@ class Ref:
         self.value = value
 
 
-class FakeWorker:
-    def __init__(self, deadly: set[int]):
-        self.deadly, self.rows = deadly, []
-        self.dub = self  # worker.dub.remote(job, attempt)
+class Method:
+    def __init__(self, fn):
+        self.remote = lambda *args: Ref(fn(*args))
 
-    def remote(self, job: Job, attempt: int):
+
+class FakeWorker:
+    """Answers at once; a row in `deadly` kills it (only the first time with `once`), after which its next
+    `restarting` calls find it unavailable, as Ray's calls on an actor that is being restarted do."""
+
+    def __init__(self, deadly: set[int], restarting: int = 0, once: bool = False):
+        self.deadly, self.restarting, self.once = set(deadly), restarting, once
+        self.rows, self.loads, self.unavailable = [], 0, 0
+        self.dub, self.load = Method(self._dub), Method(self._load)
+
+    def _dub(self, job: Job, attempt: int):
+        if self.unavailable:
+            self.unavailable -= 1
+            return FakeRay.exceptions.ActorUnavailableError("restarting")
         self.rows.append(job.row)
         if job.row in self.deadly:
-            return Ref(FakeRay.exceptions.RayError("ActorDiedError"))
-        return Ref(Outcome(job, "done", attempts=attempt))
+            self.unavailable = self.restarting
+            if self.once:
+                self.deadly.discard(job.row)
+            return FakeRay.exceptions.RayError("ActorDiedError")
+        return Outcome(job, "done", attempts=attempt)
+
+    def _load(self):
+        if self.unavailable:
+            self.unavailable -= 1
+            return FakeRay.exceptions.ActorUnavailableError("restarting")
+        self.loads += 1
+        return "fake:1"
 
 
 def fake_jobs(tmp_path: Path, n: int) -> list[Job]:
@@ -408,6 +433,19 @@ def test_a_row_that_kills_every_worker_fails_after_the_retries_and_the_rest_comp
     assert sum(w.rows.count(2) for w in workers) == 3  # 1 try + 2 retries, then no more
     assert [line.split(" (attempt ")[1] for line in said] == ["2 of 3)", "3 of 3)"]
     assert not partial_path(jobs[1].output).exists()
+
+
+def test_a_restarting_worker_gets_rows_only_once_it_answers(tmp_path, monkeypatch):
+    """Calls on a worker Ray is still restarting fail at once: they must not use up the retries of a row."""
+    import lipsync_cli.ray_batch
+
+    monkeypatch.setattr(lipsync_cli.ray_batch, "REVIVE_WAIT_S", 0.0)
+    jobs = fake_jobs(tmp_path, 3)
+    worker = FakeWorker({1}, restarting=3, once=True)
+    got, said = run_scheduler([worker], jobs, retries=1)
+    assert [got[k].status for k in (1, 2, 3)] == ["done", "done", "done"], got
+    assert got[1].attempts == 2 and worker.rows == [1, 1, 2, 3] and worker.loads == 1
+    assert len(said) == 1
 
 
 def test_rows_are_failed_when_no_worker_is_left(tmp_path):

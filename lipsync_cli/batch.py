@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass, replace
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +21,9 @@ from lipsync_cli.errors import InputError, LipsyncError
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("video", "audio")
+# Loads made by this process, over every Models instance: the report's proof that a worker loads its models once
+# however many rows it dubs (a count kept per instance could not tell one long-lived instance from one per row).
+PROCESS_LOADS = {"generator": 0, "detector": 0}
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,15 @@ class Job:
 @dataclass
 class Outcome:
     job: Job
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "skipped" or "failed" ("interrupted" when Ctrl-C stopped the row)
     reason: str = ""
+    seconds: float = 0.0  # wall-clock seconds of the row's dub (0 when skipped)
+    frames: int = 0  # frames written
+    frames_edited: int = 0  # frames whose mouth was re-generated
+    attempts: int = 0  # times the row was started (more than 1 only when a Ray worker died during it)
+    worker: str = ""  # host:pid of the process that dubbed it
+    generator_loads: int = 0  # generator loads that process had made when the row ended (1: loaded once)
+    detector_loads: int = 0  # the same for the face detector (0 with --box)
 
 
 def read_jobs(path: Path) -> list[Job]:
@@ -64,48 +77,59 @@ def shard_jobs(jobs: list[Job], shard: tuple[int, int]) -> list[Job]:
     return [job for k, job in enumerate(jobs) if k % n == i]
 
 
-def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1)) -> int:
+def skip_outcome(job: Job) -> Optional[Outcome]:
+    """The "skipped" outcome of a row whose output exists (outputs are atomic, so an existing one is whole)."""
+    return Outcome(job, "skipped", "output exists") if job.output.exists() else None
+
+
+def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), report: Optional[Path] = None) -> int:
     """Dub every row of this shard; returns the exit code (1 if any row failed)."""
     from lipsync_cli.pipeline import dub
 
+    check_report_path(report)
     jobs = shard_jobs(read_jobs(jobs_file), shard)
     row_cfg = replace(cfg, force=False, quiet=True)
-    models = _Models(cfg)
+    models = Models(cfg)
     if any(not job.output.exists() for job in jobs):
         # Load once before the first row: a wrong --model or detector (weights missing, bad checkpoint) is one
         # error and its own exit code, not the same failure repeated on every row of a long batch.
         models.generator()
         models.detector()
     outcomes = []
-    for job in jobs:
-        if job.output.exists():
-            outcomes.append(Outcome(job, "skipped", "output exists"))
-        else:
-            outcomes.append(_dub_row(job, row_cfg, models, dub))
-        if not cfg.quiet:
-            _print_row(outcomes[-1])
+    try:
+        for job in jobs:
+            outcomes.append(skip_outcome(job) or dub_row(job, row_cfg, models, dub))
+            if not cfg.quiet:
+                print_row(outcomes[-1])
+    finally:  # Ctrl-C included: the report then lists the rows that finished
+        if report is not None:
+            write_report(report, outcomes)
     if not cfg.quiet:
         print_outcomes(outcomes)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
-def _dub_row(job: Job, cfg: DubConfig, models: "_Models", dub) -> Outcome:
+def dub_row(job: Job, cfg: DubConfig, models: "Models", dub, attempt: int = 1) -> Outcome:
     """One row; any failure becomes the row's outcome (one broken row must not stop thousands of others)."""
+    start = time.perf_counter()
     try:
-        dub(job.video, job.audio, job.output, cfg, generator=models.generator(), detector=models.detector())
-        return Outcome(job, "done")
+        result = dub(job.video, job.audio, job.output, cfg, generator=models.generator(), detector=models.detector())
+        outcome = Outcome(job, "done", frames=result.frames, frames_edited=result.frames_edited)
     except LipsyncError as err:
-        return Outcome(job, "failed", str(err))
+        outcome = Outcome(job, "failed", str(err))
     except Exception as err:
         log.debug("row %d failed", job.row, exc_info=True)
-        return Outcome(job, "failed", f"internal error: {type(err).__name__}: {err}")
+        outcome = Outcome(job, "failed", f"internal error: {type(err).__name__}: {err}")
+    return replace(outcome, seconds=time.perf_counter() - start, attempts=attempt, worker=models.name,
+                   generator_loads=PROCESS_LOADS["generator"], detector_loads=PROCESS_LOADS["detector"])
 
 
-class _Models:
+class Models:
     """Generator and detector, loaded on first use and shared by every row."""
 
     def __init__(self, cfg: DubConfig):
         self.cfg = cfg
+        self.name = f"{socket.gethostname()}:{os.getpid()}"  # the process that dubs, as the report names it
         self._generator = None
         self._detector = None
 
@@ -115,6 +139,7 @@ class _Models:
 
             c = self.cfg
             self._generator = load_generator(c.model, c.device, c.precision, c.batch_size, c.musetalk)
+            PROCESS_LOADS["generator"] += 1
         return self._generator
 
     def detector(self) -> Optional[object]:
@@ -125,14 +150,19 @@ class _Models:
             from lipsync_cli.inference import pick_device
 
             self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device))
+            PROCESS_LOADS["detector"] += 1
         return self._detector
 
 
-def _print_row(outcome: Outcome) -> None:
+def row_line(outcome: Outcome) -> str:
+    note = f": {outcome.reason}" if outcome.reason else ""
+    return f"row {outcome.job.row} {outcome.status}{note} ({outcome.job.output})"
+
+
+def print_row(outcome: Outcome) -> None:
     import sys
 
-    note = f": {outcome.reason}" if outcome.reason else ""
-    print(f"row {outcome.job.row} {outcome.status}{note} ({outcome.job.output})", file=sys.stderr)
+    print(row_line(outcome), file=sys.stderr)
 
 
 def print_outcomes(outcomes: list[Outcome]) -> None:
@@ -142,8 +172,50 @@ def print_outcomes(outcomes: list[Outcome]) -> None:
     table = Table(title="batch")
     for col in ("status", "rows", "reasons"):
         table.add_column(col)
-    for status in ("done", "skipped", "failed"):
+    extra = sorted({o.status for o in outcomes} - {"done", "skipped", "failed"})  # "interrupted" after Ctrl-C
+    for status in ("done", "skipped", "failed", *extra):
         rows = [o for o in outcomes if o.status == status]
         reasons = "; ".join(f"row {o.job.row}: {o.reason}" for o in rows if o.reason)
         table.add_row(status, str(len(rows)), reasons)
     Console(stderr=True).print(table)
+
+
+REPORT_SUFFIXES = (".csv", ".json")
+
+
+def check_report_path(path: Optional[Path]) -> None:
+    """Before any row runs: a report that cannot be written must not surface only after hours of dubbing."""
+    from lipsync_cli.errors import UsageError
+    from lipsync_cli.media.atomic import check_output_folder
+
+    if path is None:
+        return
+    if Path(path).suffix.lower() not in REPORT_SUFFIXES:
+        raise UsageError(f"--report must end in .csv or .json, got {path}")
+    check_output_folder(Path(path))
+
+
+def report_rows(outcomes: list[Outcome]) -> list[dict]:
+    """One flat dict per row, in job-file order: the job's paths, then every Outcome field."""
+    rows = []
+    for o in sorted(outcomes, key=lambda o: o.job.row):
+        job = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(o.job).items()}
+        rest = {f.name: getattr(o, f.name) for f in fields(o) if f.name != "job"}
+        rows.append({**job, **rest, "seconds": round(o.seconds, 3)})
+    return rows
+
+
+def write_report(path: Path, outcomes: list[Outcome]) -> None:
+    """Per-row status, seconds, frames and error as CSV or JSON (by suffix), written atomically."""
+    import json
+
+    from lipsync_cli.media.atomic import atomic_output
+
+    rows = report_rows(outcomes)
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        if Path(path).suffix.lower() == ".json":
+            json.dump(rows, f, indent=1)
+        else:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["row"])
+            writer.writeheader()
+            writer.writerows(rows)

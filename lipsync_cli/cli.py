@@ -16,7 +16,7 @@ import typer
 
 from lipsync_cli import __version__
 from lipsync_cli.config import (ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, FaceCrop, GeneratorArch, GeneratorConfig,
-                                LoopMode, MuseTalkReference, PerceptualWeights, Precision, PreprocessConfig,
+                                LoopMode, MuseTalkReference, PerceptualWeights, Precision, PreprocessConfig, RayConfig,
                                 ReferenceMode, RefsConfig, SyncNetConfig, TrainConfig, train_defaults)
 from lipsync_cli.errors import LipsyncError, UsageError
 
@@ -41,7 +41,7 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."
 
 # Every default below is read from the config dataclasses (the one source of defaults); the CLI only names them.
 DUB, FACES, PREP, TRAIN = DubConfig(), FaceConfig(), PreprocessConfig(), TrainConfig()
-GEN, REFS, EXPERT_TRAIN, LSE = GeneratorConfig(), RefsConfig(), train_defaults("expert"), SyncNetConfig()
+GEN, REFS, EXPERT_TRAIN, LSE, RAY = GeneratorConfig(), RefsConfig(), train_defaults("expert"), SyncNetConfig(), RayConfig()
 
 
 def _detector_names():
@@ -112,6 +112,12 @@ def dub(
     fps: float = typer.Option(DUB.fps, "--fps", min=1.0, help="Frame rate of the video made from a still image."),
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="Batch mode: CSV with columns video,audio,output."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: process rows i of n, as i/n."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Batch mode: per-row status, seconds, frames and error as .csv or .json."),
+    ray: bool = typer.Option(False, "--ray", help='Batch mode: spread rows over a Ray cluster, one worker per GPU (needs pip install "lipsync-cli\\[ray]").'),
+    ray_address: Optional[str] = typer.Option(RAY.address, "--ray-address", help="With --ray: host:port, ray://host:10001 or local (default: $RAY_ADDRESS, else a local cluster)."),
+    workers: Optional[int] = typer.Option(RAY.workers, "--workers", min=1, help="With --ray: at most N workers (default: one per GPU)."),
+    gpus_per_worker: float = typer.Option(RAY.gpus_per_worker, "--gpus-per-worker", min=0.01, help="With --ray: GPUs per worker (0.5: two per GPU)."),
+    cpus_per_worker: int = typer.Option(RAY.cpus_per_worker, "--cpus-per-worker", min=1, help="With --ray on a cluster without GPUs: cores per worker."),
     force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
     quiet: bool = QuietOpt,
 ) -> None:
@@ -123,19 +129,39 @@ def dub(
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
                     loop=loop, fps=fps, force=force, quiet=quiet, musetalk=replace(DUB.musetalk, reference=reference))
+    ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:
         if video is not None or audio is not None:
             raise UsageError("pass either VIDEO AUDIO or --jobs JOBS.csv, not both")
-        from lipsync_cli.batch import run_batch
-
-        raise typer.Exit(run_batch(jobs, cfg, _parse_shard(shard)))
+        raise typer.Exit(_run_jobs(jobs, cfg, _parse_shard(shard), report, ray_cfg))
     if video is None or audio is None:
         raise UsageError("dub needs VIDEO and AUDIO (or --jobs JOBS.csv)")
-    if shard is not None:
-        raise UsageError("--shard only applies with --jobs")
+    for flag, value in (("--shard", shard), ("--report", report), ("--ray", ray_cfg)):
+        if value is not None:
+            raise UsageError(f"{flag} only applies with --jobs")
     from lipsync_cli.pipeline import dub as run_dub
 
     run_dub(video, audio, output, cfg)
+
+
+def _ray_config(ray: bool, address, workers, gpus_per_worker, cpus_per_worker) -> Optional[RayConfig]:
+    """The --ray settings, or None without --ray (where any of them is a usage error, not silently ignored)."""
+    cfg = RayConfig(address=address, workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
+    if not ray:
+        if cfg != RayConfig():
+            raise UsageError("--ray-address, --workers, --gpus-per-worker and --cpus-per-worker only apply with --ray")
+        return None
+    return cfg
+
+
+def _run_jobs(jobs: Path, cfg, shard: tuple[int, int], report: Optional[Path], ray_cfg: Optional[RayConfig]) -> int:
+    if ray_cfg is None:
+        from lipsync_cli.batch import run_batch
+
+        return run_batch(jobs, cfg, shard, report)
+    from lipsync_cli.ray_batch import run_ray_batch
+
+    return run_ray_batch(jobs, cfg, ray_cfg, shard, report)
 
 
 @app.command()

@@ -63,6 +63,17 @@ class DubConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """`lipsync dub --jobs JOBS.csv --ray`: how rows are spread over the workers of a Ray cluster."""
+
+    address: Optional[str] = None  # "host:port", "ray://host:10001" or "local" (a new cluster); None: $RAY_ADDRESS, else local
+    workers: Optional[int] = None  # at most this many workers; None: one per GPU (or per cpus_per_worker cores)
+    gpus_per_worker: float = 1.0  # GPUs each worker reserves; 0.5 puts two workers on one GPU
+    cpus_per_worker: int = 4  # cores per worker on a cluster without GPUs (its torch threads)
+    retries: int = 2  # times a row whose worker died is re-queued (then it is reported failed); also worker restarts
+
+
+@dataclass(frozen=True)
 class PreprocessConfig:
     """`lipsync preprocess`: videos → frames, audio, mel, face tracks and crops."""
 

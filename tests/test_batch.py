@@ -134,6 +134,7 @@ def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkey
         if video.name == "v2.mp4":
             raise ZeroDivisionError("bug")
         out.write_bytes(b"mp4")
+        return lipsync_cli.pipeline.DubResult(out, frames=25, frames_edited=20)
 
     monkeypatch.setattr(lipsync_cli.pipeline, "dub", fake_dub)
     jobs = write_jobs(tmp_path / "jobs.csv", 5)

@@ -29,6 +29,9 @@ def atomic_output(path) -> Iterator[Path]:
     path = Path(path)
     check_output_folder(path)
     tmp = partial_path(path)
+    # A partial file left by a killed run (SIGKILL, OOM killer: no cleanup ran) is unlinked, not overwritten: its
+    # writer's ffmpeg may still be finishing it, and a fresh inode keeps those late writes out of the new output.
+    tmp.unlink(missing_ok=True)
     try:
         yield tmp
         os.replace(tmp, path)

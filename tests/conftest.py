@@ -21,6 +21,34 @@ REFERENCE = SHARED / "reference"
 SENTENCE = "The quick brown fox jumps over the lazy dog. Lip sync dubbing should follow every word."
 
 
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300.0, poll_s: float = 0.02):
+    """Poll until condition() is truthy (the moment to interrupt `proc`) and return it; fail if the process
+    ends first or the time runs out (then it is killed)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"process ended (exit {proc.returncode}) before the moment to interrupt it:\n"
+                        f"{proc.stderr.read()}")
+        time.sleep(poll_s)
+    proc.kill()
+    pytest.fail("timed out waiting for the moment to interrupt")
+
+
+def stop_with(proc: subprocess.Popen, sig: int, timeout: float = 120.0) -> str:
+    """Send `sig` and wait for the process to end; its stderr. Fails (after killing it) if it does not stop."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the process did not stop after signal {sig}")
+
+
 def shared_path(*parts: str) -> Path:
     """A file under ../shared, or skip the test when that folder is absent (as on users' machines)."""
     path = SHARED.joinpath(*parts)

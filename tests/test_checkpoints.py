@@ -12,7 +12,7 @@ import torch
 from ckpt_utils import write_public_checkpoint
 
 from lipsync_cli.errors import InputError
-from lipsync_cli.models import ARCHITECTURES, checkpoint_kind, load_checkpoint, read_checkpoint, save_checkpoint
+from lipsync_cli.models import checkpoint_kind, load_checkpoint, read_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

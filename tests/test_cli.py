@@ -102,22 +102,27 @@ def _leaf_context(cmd, tokens):
 
 
 def readme_command_lines() -> list:
-    """Every `lipsync …` command line of the README: in code blocks and in inline code, comments dropped,
-    optional [parts] included."""
+    """Every `lipsync …` command line of the README (also `torchrun … -m lipsync_cli …`): in code blocks and in
+    inline code, continuation lines joined, comments dropped, optional [parts] included, and of the documented
+    alternatives (`auto|none`, `--jpeg/--no-jpeg`) the first."""
     import re
     import shlex
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S)
-    lines = [line for block in blocks for line in block.splitlines()]
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
     lines += re.findall(r"`(lipsync [^`]+)`", text)
     found = []
     for line in lines:
         line = line.split(" #")[0].strip()
+        if "-m lipsync_cli " in line:
+            line = "lipsync " + line.split("-m lipsync_cli ", 1)[1]
         if not line.startswith("lipsync ") or "--help" in line:
             continue
-        found.append(shlex.split(line.replace("[", " ").replace("]", " "))[1:])
+        tokens = shlex.split(line.replace("[", " ").replace("]", " "))[1:]
+        tokens = [t.split("|")[0] for t in tokens]
+        found.append([t.split("/")[0] if re.fullmatch(r"--[\w-]+/--[\w-]+", t) else t for t in tokens])
     return found
 
 

@@ -9,23 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-POLL_S = 0.05
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 300.0):
-    """Poll until condition() is truthy; fail if the process ends (or time runs out) first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        if proc.poll() is not None:
-            pytest.fail(f"process ended (exit {proc.returncode}) before the moment to interrupt it:\n"
-                        f"{proc.stderr.read()}")
-        time.sleep(POLL_S)
-    proc.kill()
-    pytest.fail("timed out waiting for the moment to interrupt")
+from conftest import wait_for
 
 
 def start(args: list[str], tmpdir: Path) -> subprocess.Popen:

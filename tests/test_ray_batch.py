@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SENTENCE, make_speech
+from conftest import SENTENCE, make_speech, stop_with, wait_for
 
 from lipsync_cli.batch import Job, Outcome, write_report
 from lipsync_cli.config import RayConfig
 from lipsync_cli.errors import UsageError
 from lipsync_cli.ray_batch import plan_workers
 
-POLL_S = 0.02
 # Kept small: the cluster lives in this test process, and 3 other engineers share the machine's 2 cores.
 CLUSTER = dict(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=80 << 20,
                logging_level="ERROR", log_to_driver=False)
@@ -155,19 +154,6 @@ def parent_of(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state, past the (comm) that may hold spaces
 
 
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        if proc.poll() is not None:
-            pytest.fail(f"batch ended (exit {proc.returncode}) before the moment to signal:\n{proc.stderr.read()}")
-        time.sleep(POLL_S)
-    proc.kill()
-    pytest.fail("timed out waiting for the moment to signal")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker through /proc")
 def test_worker_killed_mid_row_is_retried_elsewhere_without_partial_files(ray_address, media, wav2lip_ckpt):
     jobs = job_file(media, "kill", [("face.mp4", "long.wav")] + [("face.mp4", "hi.wav")] * 3, "kill")
@@ -198,12 +184,7 @@ def test_sigint_stops_the_batch_cleanly_and_a_rerun_resumes(ray_address, media, 
                             stderr=subprocess.PIPE, text=True, env=env(ray_address))
     out = media / "out" / "stop"
     wait_for(lambda: (out / "o1.mp4").exists() and partials(out), proc)  # row 1 done, a long row mid-encode
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("the batch did not stop after SIGINT")
+    err = stop_with(proc, signal.SIGINT)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted: rows finished: 1" in err and err.strip().splitlines()[-1].startswith("error: interrupted")
@@ -229,12 +210,7 @@ def test_sigterm_takes_the_same_clean_path(ray_address, media, wav2lip_ckpt):
                             stderr=subprocess.PIPE, text=True, env=env(ray_address))
     out = media / "out" / "term"
     wait_for(lambda: partials(out), proc)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("the batch did not stop after SIGTERM")
+    err = stop_with(proc, signal.SIGTERM)
     assert proc.returncode == 143, err
     assert "interrupted: rows finished: none" in err and "error: terminated (SIGTERM)" in err, err
     assert partials(media) == [] and list(out.iterdir()) == []

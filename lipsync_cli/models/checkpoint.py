@@ -150,18 +150,25 @@ def _bgr_to_rgb(arch: str, state: dict) -> dict:
     return state
 
 
-def _load_strict(path: Path, model, state: dict) -> None:
-    """load_state_dict(strict=True) with a one-line account of a mismatch instead of a shape dump."""
-    own = model.state_dict()
+def state_mismatch(own: dict, state: dict) -> str | None:
+    """None when `state` fits a module's own state dict key for key and shape; else a one-line account
+    ('3 missing, 0 unexpected, 1 mis-shaped tensors; conv.weight is [8, 3], expected [16, 3]')."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        example = (f"{wrong[0]} is {list(state[wrong[0]].shape)}, expected {list(own[wrong[0]].shape)}" if wrong
-                   else f"e.g. {(missing or unexpected)[0]}")
+    if not (missing or unexpected or wrong):
+        return None
+    example = (f"{wrong[0]} is {list(state[wrong[0]].shape)}, expected {list(own[wrong[0]].shape)}" if wrong
+               else f"e.g. {(missing or unexpected)[0]}")
+    return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors; {example}"
+
+
+def _load_strict(path: Path, model, state: dict) -> None:
+    """load_state_dict(strict=True) with a one-line account of a mismatch instead of a shape dump."""
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
         raise InputError(f"{path.name} looks like a {KIND_NAMES[model.kind]} ({model.arch}) but is a different "
-                         f"variant ({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped "
-                         f"tensors; {example}): pass a checkpoint of the standard network")
+                         f"variant ({problem}): pass a checkpoint of the standard network")
     model.load_state_dict(state, strict=True)
 
 

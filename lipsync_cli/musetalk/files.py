@@ -184,14 +184,10 @@ def whisper_encoder_state(state: dict) -> dict:
 
 def load_strict(module, state: dict, path: Path, what: str) -> None:
     """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        example = (f"{wrong[0]} is {list(state[wrong[0]].shape)}, expected {list(own[wrong[0]].shape)}" if wrong
-                   else f"e.g. {(missing or unexpected)[0]}")
-        raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({len(missing)} missing, "
-                         f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors; {example}): pass the "
+    from lipsync_cli.models.checkpoint import state_mismatch
+
+    problem = state_mismatch(module.state_dict(), state)
+    if problem:
+        raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({problem}): pass the "
                          "published MuseTalk 1.5 files")
     module.load_state_dict(state, strict=True)

@@ -30,6 +30,7 @@ class DubResult:
     frames_edited: int  # frames whose mouth was re-generated
     seconds: dict = field(default_factory=dict)  # wall-clock seconds per stage
     detector: str = "box"  # the face backend used ("box": a fixed --box, no detection)
+    licence_notice: Optional[str] = None  # the models of this run not cleared for commercial use, if any
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
@@ -45,7 +46,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     """
     from lipsync_cli import audio as mel_frontend
     from lipsync_cli import frames as framing
-    from lipsync_cli import media, timing
+    from lipsync_cli import media, timing, weights
     from lipsync_cli.progress import Stages
 
     video, audio = Path(video), Path(audio)
@@ -67,7 +68,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
             generator = generator or _load_generator(cfg)
         with stages.time("audio"):
             mels = generator.audio_windows(speech, times)  # per-frame audio input, each at its own timestamp
-        track, detector_name = find_faces(video, info, n_used, cfg, detector, stages)
+        track, detector = find_faces(video, info, n_used, cfg, detector, stages)
         if len(track.boxes) < n_used:  # truncated or damaged video: use the frames that decode
             log.warning("%s: only %d of %d frames decode; using those", video, len(track.boxes), n_used)
             plan = framing.source_plan(n_out, len(track.boxes), cfg.loop)
@@ -95,10 +96,14 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
                         writer.write(frame)
                 stages.advance("dub", len(frames))
         edited = int(np.count_nonzero(edit[plan] > 0))
-        result = DubResult(out, n_out, edited, dict(stages.seconds), detector_name)
+        models = [*weights.model_entries(cfg.model), *(detector.weights if detector else ())]
+        result = DubResult(out, n_out, edited, dict(stages.seconds), detector.name if detector else "box",
+                           weights.licence_notice(models))
         if edited == 0:
             stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
         stages.print(result.summary())
+        if result.licence_notice:
+            stages.print(result.licence_notice)
     return result
 
 
@@ -146,12 +151,12 @@ def _decode(video: Path, info):
 
 def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages):
     """Pass 1: the tracked face of every used source frame (boxes + landmarks only, never the frames), and the
-    name of the backend that found them."""
+    detector that found them (None with a fixed --box)."""
     from lipsync_cli import faces
     from lipsync_cli.faces import track as tracking
 
     if cfg.faces.box is not None:
-        return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), "box"
+        return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), None
     with stages.time("load"):
         detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
     stages.bar("detect", n_used)
@@ -159,7 +164,7 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
     with stages.time("detect"):
         track = tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
                                       progress=lambda n: stages.advance("detect", n))
-    return track, detector.name
+    return track, detector
 
 
 def _limit(frames, n: int):

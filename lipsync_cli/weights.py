@@ -49,6 +49,8 @@ class WeightSpec:
     sha256: str = ""
     size: int = 0
     noncommercial: bool = False
+    commercial: str = "unknown"  # "yes" | "no" | "unknown": may a commercial user use it
+    bundled_in: str = ""  # a Python package whose folder holds `filename` (pip installs it; never downloaded)
 
     @property
     def source(self) -> str:
@@ -109,6 +111,12 @@ def cache_dir() -> Path:
 
 def _local_candidates(spec: WeightSpec) -> list[Path]:
     """Where a file may already be, in resolution order (explicit paths are handled by resolve)."""
+    if spec.bundled_in:
+        import importlib.util
+
+        package = importlib.util.find_spec(spec.bundled_in)  # located, not imported (imports may be slow)
+        locations = package.submodule_search_locations if package else None
+        return [Path(locations[0]) / spec.filename] if locations else []
     found = []
     if os.environ.get("LIPSYNC_WEIGHTS_DIR"):
         found.append(Path(os.environ["LIPSYNC_WEIGHTS_DIR"]).expanduser() / spec.filename)
@@ -138,6 +146,11 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True, accept_licen
         raise InputError(f"checkpoint not found: {text} (pass an existing file or one of: {', '.join(names())})")
     spec = entry(text)
     local = find_local(spec)
+    if spec.bundled_in:  # pip verified the package's files when it installed them; there is nothing to fetch
+        if local is None:
+            raise WeightsError(f"{spec.filename} is missing: it ships in the {spec.bundled_in} package "
+                               f"(pip install \"lipsync-cli[dlib]\")")
+        return local
     if local is not None:
         return verified(spec, local)
     if not download:
@@ -333,6 +346,37 @@ def _fetch_url(spec: WeightSpec, part: Path) -> None:
                            "by hand into $LIPSYNC_WEIGHTS_DIR") from err
 
 
+# ---------------------------------------------------------------- licences of a run
+
+
+def model_entries(name_or_path: str | os.PathLike) -> list[str]:
+    """The weights.toml entries a --model value stands for: an entry name; a family name (musetalk: its parts);
+    a MuseTalk models/ folder (its parts); a file named like a known entry's file (a copy of it). A checkpoint
+    of another name is the user's own file: no entry, its terms are theirs."""
+    text = str(name_or_path)
+    if text in _manifest():
+        return [text]
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return [n for n, spec in _manifest().items() if spec.architecture == "musetalk"]
+    if path.is_file() or _looks_like_path(text):
+        return [n for n, spec in _manifest().items() if Path(spec.filename).name == path.name]
+    return [n for n, spec in _manifest().items() if spec.architecture == text]
+
+
+def licence_notice(entries: Iterable[str]) -> Optional[str]:
+    """One line naming every model of a run whose weights are not cleared for commercial use, or None."""
+    flagged = {}
+    for name in entries:
+        spec = entry(name)
+        if spec.commercial != "yes":
+            flagged[name] = f"{name} ({'non-commercial' if spec.commercial == 'no' else 'terms unknown'})"
+    if not flagged:
+        return None
+    return ("licence: not cleared for commercial use: " + ", ".join(flagged.values())
+            + " (`lipsync weights list` shows each licence)")
+
+
 # ---------------------------------------------------------------- listing
 
 
@@ -346,11 +390,11 @@ def print_table() -> None:
     from rich.table import Table
 
     table = Table(title=f"weights (cache: {cache_dir()})")
-    for column in ("name", "architecture", "licence", "size", "cached"):
+    for column in ("name", "architecture", "licence", "commercial", "size", "cached"):
         table.add_column(column, overflow="fold")
     for spec in _manifest().values():
         local = find_local(spec)
-        table.add_row(spec.name, spec.architecture, spec.licence, _size_text(spec.size),
+        table.add_row(spec.name, spec.architecture, spec.licence, spec.commercial, _size_text(spec.size),
                       f"yes ({local})" if local else "no")
     Console().print(table)
 

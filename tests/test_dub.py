@@ -127,6 +127,9 @@ def test_no_face_anywhere_reencodes_with_new_audio(tmp_path, speech_wav, wav2lip
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "0 edited; faces: dlib" in proc.stderr and "no face" in proc.stderr
+    # wav2lip_gan (a copy of the public file, by its name) and dlib's 68-point model are both non-commercial
+    notice = [line for line in proc.stderr.splitlines() if line.startswith("licence:")]
+    assert len(notice) == 1 and "wav2lip_gan (non-commercial)" in notice[0] and "dlib_68 (non-commercial)" in notice[0]
     s = ffprobe_streams(out)
     assert (int(s["video"]["width"]), int(s["video"]["height"])) == (1280, 720)
     assert float(s["format"]["duration"]) == pytest.approx(audio_seconds(speech_wav), abs=0.1)

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import os
 import sys
 import time
 import zipfile
@@ -460,3 +461,41 @@ def test_wheel_ships_weights_toml(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("lipsync_cli/weights.toml").decode()
     assert shipped == (ROOT / "lipsync_cli" / "weights.toml").read_text()
+
+
+def test_every_entry_states_whether_commercial_use_is_allowed():
+    """Every model file of a run has a licence and a commercial yes/no/unknown (detectors included)."""
+    specs = {name: weights.entry(name) for name in weights.names()}
+    assert all(spec.commercial in ("yes", "no", "unknown") and spec.licence for spec in specs.values())
+    assert {n: specs[n].commercial for n in ("wav2lip_gan", "dlib_68", "s3fd", "2dfan4", "musetalk_unet", "sd_vae",
+                                             "whisper_tiny")} == \
+        {"wav2lip_gan": "no", "dlib_68": "no", "s3fd": "unknown", "2dfan4": "unknown", "musetalk_unet": "yes",
+         "sd_vae": "yes", "whisper_tiny": "yes"}
+
+
+def test_licence_notice_names_what_a_run_used(tmp_path):
+    from lipsync_cli.faces import get_detector
+
+    assert weights.model_entries("musetalk") == [n for n in weights.names() if weights.entry(n).architecture == "musetalk"]
+    assert weights.licence_notice(weights.model_entries("musetalk")) is None  # all its parts allow commercial use
+    own = tmp_path / "best.pt"
+    own.write_bytes(b"x")
+    assert weights.model_entries(str(own)) == []  # the user's own checkpoint: its terms are theirs
+    copy = tmp_path / "wav2lip_gan.pth"
+    copy.write_bytes(b"x")
+    assert weights.model_entries(str(copy)) == ["wav2lip_gan"]
+    notice = weights.licence_notice([*weights.model_entries("musetalk"), *get_detector("dlib").weights])
+    assert notice.startswith("licence: not cleared for commercial use: dlib_68 (non-commercial)")
+    assert "musetalk" not in notice and "\n" not in notice
+
+
+def test_weights_list_shows_the_commercial_column_and_the_bundled_dlib_model():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "weights", "list"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "250"})
+    assert proc.returncode == 0, proc.stderr
+    assert "commercial" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if "dlib_68" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[3] == "no" and cells[5].startswith("yes"), cells  # the test extra installs it: found in the package

@@ -38,6 +38,7 @@ class FaceDetector:
     """Finds faces in batches of frames. Subclasses implement `_detect`; callers use `detect`."""
 
     name = "base"
+    weights: tuple = ()  # the weights.toml entries the backend runs (their licences are the run's)
 
     def detect(self, frames: Sequence[np.ndarray], max_side: Optional[int] = None) -> List[List[Face]]:
         """Faces per frame, largest-scored first, in the given frames' pixels.

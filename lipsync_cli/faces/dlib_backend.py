@@ -4,7 +4,6 @@ no downloads (the predictor ships in the face-recognition-models package), so te
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import List, Sequence
 
@@ -14,7 +13,6 @@ from lipsync_cli.errors import WeightsError
 from lipsync_cli.faces.base import Face, FaceDetector, box_from_landmarks, clip_box
 
 INSTALL_HINT = 'pip install "lipsync-cli[dlib]"'
-PREDICTOR_FILE = "models/shape_predictor_68_face_landmarks.dat"
 # HOG scans an 80x80 px window, so faces under ~80 px are missed. Frames whose longer side is below
 # this are upsampled once (faces down to ~40 px); they are small, so the 4x cost stays a few ms.
 UPSAMPLE_BELOW_SIDE = 400
@@ -26,15 +24,11 @@ WEAK_THRESHOLD = -0.2
 
 
 def predictor_path() -> Path:
-    """The 68-point predictor inside face-recognition-models (its import needs pkg_resources, so
-    the package is located without importing it)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"the dlib face backend needs the face-recognition-models package: {INSTALL_HINT}")
-    path = Path(spec.submodule_search_locations[0]) / PREDICTOR_FILE
-    if not path.is_file():
-        raise WeightsError(f"{path} is missing (broken face-recognition-models install): {INSTALL_HINT}")
-    return path
+    """The 68-point predictor inside face-recognition-models: the weights.toml entry dlib_68 (bundled_in that
+    package, which is located without importing it: its import needs pkg_resources)."""
+    from lipsync_cli import weights
+
+    return weights.resolve("dlib_68")
 
 
 class DlibDetector(FaceDetector):
@@ -42,6 +36,7 @@ class DlibDetector(FaceDetector):
     HOG rectangle is tight (brows to lip, cheek to cheek) and would crop the chin off."""
 
     name = "dlib"
+    weights = ("dlib_68",)  # weights.toml entries this backend runs (for the run's licence notice)
 
     def __init__(self, device: str = "cpu"):
         try:

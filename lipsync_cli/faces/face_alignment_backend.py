@@ -38,6 +38,8 @@ class FaceAlignmentDetector(FaceDetector):
         import torch
 
         self.name = f"face_alignment:{detector}"
+        # S3FD + FAN are ours to fetch; the other detectors fetch their own files (terms unknown: FAN flags the run)
+        self.weights = ("s3fd", "2dfan4") if detector == "sfd" else ("2dfan4",)
         self.device = device
         self._keep_detector_box = detector == "sfd"
         self._fa = _load(device, detector)

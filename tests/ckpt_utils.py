@@ -53,3 +53,28 @@ def write_public_checkpoint(path, arch: str, seed: int = 0) -> Path:
     own = get_architecture(arch)().state_dict()
     keys = [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in own.items()]
     return write_public_layout(path, recipe_state_dict(keys, seed))
+
+
+def write_random_face_alignment(folder: Path, seed: int = 0) -> Path:
+    """face-alignment's S3FD and 2D-FAN-4 with random weights: FAN under the file name face-alignment loads from
+    torch.hub's checkpoints folder (pass that folder), S3FD as s3fd-random.pth (its path is returned, for
+    path_to_detector). Random scores would put a "face" on hundreds of anchors (and FAN on each): only the
+    coarsest level (stride 128: a few anchors per frame) scores faces, every other level background."""
+    import os
+
+    from face_alignment.api import models_urls
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    state = s3fd().state_dict()
+    for key in [k for k in state if "mbox_conf" in k]:
+        state[key].zero_()
+        if key.endswith(".bias"):
+            state[key][-1] = 20.0 if key.startswith("conv7_2") else -20.0
+    detector_file = folder / "s3fd-random.pth"
+    torch.save(state, detector_file)
+    torch.save(FAN(4).state_dict(), folder / os.path.basename(models_urls["2DFAN-4"]))
+    return detector_file

@@ -187,27 +187,12 @@ def synthetic_expert(synthetic_expert_run) -> Path:
 def random_face_alignment(tmp_path_factory):
     """face-alignment's real S3FD and 2D-FAN-4 networks with random weights, saved where it loads them from
     (torch.hub's checkpoints folder, under the file names of its download URLs): the real integration, offline."""
-    import os
-
     import torch
-    from face_alignment.api import models_urls
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-    from face_alignment.models import FAN
+    from ckpt_utils import write_random_face_alignment
 
     hub = tmp_path_factory.mktemp("torch_hub")
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(hub))
-    (hub / "checkpoints").mkdir()
-    torch.manual_seed(0)
-    detector_file = hub / "checkpoints" / "s3fd-random.pth"
-    state = s3fd().state_dict()
-    # Random scores would put a "face" on hundreds of anchors (and FAN on each): make only the coarsest level
-    # (stride 128: a few anchors per frame) score faces, every other level background.
-    for key in [k for k in state if "mbox_conf" in k]:
-        state[key].zero_()
-        if key.endswith(".bias"):
-            state[key][-1] = 20.0 if key.startswith("conv7_2") else -20.0
-    torch.save(state, detector_file)
-    torch.save(FAN(4).state_dict(), hub / "checkpoints" / os.path.basename(models_urls["2DFAN-4"]))
+    detector_file = write_random_face_alignment(hub / "checkpoints")
     yield {"s3fd": detector_file}
     torch.hub.set_dir(old)

@@ -141,10 +141,10 @@ def test_nccl_ddp_under_torchrun(synthetic_data, tmp_path):
 
 @needs_cuda
 def test_batched_s3fd_on_cuda(random_face_alignment, monkeypatch):
-    from lipsync_cli import weights
+    from lipsync_cli.faces import face_alignment_backend
     from lipsync_cli.faces import get_detector
 
-    monkeypatch.setattr(weights, "prepare_face_alignment", lambda detector, **kw: random_face_alignment)
+    monkeypatch.setattr(face_alignment_backend, "prepare_files", lambda detector, **kw: random_face_alignment)
     fa = get_detector("auto", "cuda")
     assert fa.name == "face_alignment:sfd"  # auto picks face-alignment on CUDA
     frame = np.ascontiguousarray(astronaut_face()[0:300, 100:400])

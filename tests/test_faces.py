@@ -27,9 +27,9 @@ def _available_backends() -> list:
     except ImportError:
         pass
     try:  # face_alignment only where its weights are already on disk (they can't be downloaded in CI)
-        from lipsync_cli import weights
+        from lipsync_cli.faces import face_alignment_backend
 
-        weights.prepare_face_alignment("sfd", download=False)
+        face_alignment_backend.prepare_files("sfd", download=False)
         names.append("face_alignment")
     except Exception:
         pass
@@ -153,12 +153,12 @@ def test_unknown_detector_is_a_usage_error_listing_the_names():
 
 
 def test_face_alignment_without_its_files_is_a_weights_error(monkeypatch):
-    from lipsync_cli import weights
+    from lipsync_cli.faces import face_alignment_backend
 
     def offline(detector, **kwargs):
         raise WeightsError(f"weights for {detector} not found locally and offline")
 
-    monkeypatch.setattr(weights, "prepare_face_alignment", offline)
+    monkeypatch.setattr(face_alignment_backend, "prepare_files", offline)
     with pytest.raises(WeightsError, match="sfd") as err:
         get_detector("face_alignment")
     assert err.value.exit_code == 3
@@ -169,12 +169,12 @@ def test_face_alignment_download_failure_inside_the_library_is_a_weights_error(m
     that fails deep inside it, and the user must still get one line and exit code 3."""
     from face_alignment.detection.blazeface import blazeface_detector
 
-    from lipsync_cli import weights
+    from lipsync_cli.faces import face_alignment_backend
 
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution\nsecond line")
 
-    monkeypatch.setattr(weights, "prepare_face_alignment", lambda detector, **kw: {})
+    monkeypatch.setattr(face_alignment_backend, "prepare_files", lambda detector, **kw: {})
     monkeypatch.setattr(blazeface_detector, "load_state_dict_from_url", no_network)
     with pytest.raises(WeightsError) as err:
         get_detector("face_alignment:blazeface")
@@ -433,9 +433,9 @@ def test_auto_detector_is_face_alignment_on_cuda_and_dlib_on_a_cpu(monkeypatch):
 def test_face_alignment_real_networks_contract(random_face_alignment, monkeypatch):
     """Our backend drives face-alignment's real S3FD (batched, RGB float input) and FAN: per-frame lists of
     faces, boxes inside the frame, (68, 2) landmarks near the given box. Random weights: shapes, not accuracy."""
-    from lipsync_cli import weights
+    from lipsync_cli.faces import face_alignment_backend
 
-    monkeypatch.setattr(weights, "prepare_face_alignment", lambda detector, **kw: random_face_alignment)
+    monkeypatch.setattr(face_alignment_backend, "prepare_files", lambda detector, **kw: random_face_alignment)
     fa = get_detector("face_alignment", "cpu")
     assert fa.name == "face_alignment:sfd"
     frame = np.ascontiguousarray(astronaut_face()[0:300, 100:400])  # (300, 300, 3) uint8 RGB

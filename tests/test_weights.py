@@ -120,8 +120,11 @@ def test_manifest_entries_have_required_fields():
     for name in weights.names():
         spec = weights.entry(name)
         assert spec.filename and spec.architecture and spec.licence and spec.licence_url, name
-        assert bool(spec.repo_id) != bool(spec.url), f"{name}: exactly one of repo_id / url"
-        if spec.repo_id:
+        sources = [bool(spec.repo_id), bool(spec.url), bool(spec.bundled_in)]
+        assert sum(sources) == 1, f"{name}: exactly one of repo_id / url / bundled_in"
+        if spec.bundled_in:
+            assert not spec.noncommercial, f"{name}: nothing to download, so no licence prompt"
+        elif spec.repo_id:
             assert spec.repo_file and spec.revision, name
         else:
             assert spec.url.startswith("https://"), name
@@ -392,7 +395,9 @@ def test_prepare_face_alignment_makes_face_alignment_find_files_offline(env, mon
     monkeypatch.setattr(fa_utils, "get_dir", lambda: str(hub_dir))
     write(hub_dir / "checkpoints" / real["s3fd"].filename, BAD)  # a stale, corrupt copy gets replaced
 
-    paths = weights.prepare_face_alignment("sfd")
+    from lipsync_cli.faces.face_alignment_backend import prepare_files
+
+    paths = prepare_files("sfd")
     assert set(paths) == {"s3fd", "2dfan4"}
     # the exact calls face_alignment 1.5 makes; the network is disabled, so these only work from the hub dir
     detector = torch.hub.load_state_dict_from_url(real["s3fd"].url)

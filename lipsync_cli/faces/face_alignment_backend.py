@@ -7,6 +7,7 @@ so face-alignment never downloads anything itself.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -39,7 +40,7 @@ class FaceAlignmentDetector(FaceDetector):
 
         self.name = f"face_alignment:{detector}"
         # S3FD + FAN are ours to fetch; the other detectors fetch their own files (terms unknown: FAN flags the run)
-        self.weights = ("s3fd", "2dfan4") if detector == "sfd" else ("2dfan4",)
+        self.weights = FILES.get(detector, ("2dfan4",))
         self.device = device
         self._keep_detector_box = detector == "sfd"
         self._fa = _load(device, detector)
@@ -73,10 +74,8 @@ class FaceAlignmentDetector(FaceDetector):
 
 def _load(device: str, detector: str):
     """face_alignment.FaceAlignment with its files in place; any failure to get them → WeightsError."""
-    from lipsync_cli import weights
-
     module, kwargs = DETECTORS[detector]
-    paths = weights.prepare_face_alignment(detector)  # raises WeightsError when a file can't be had
+    paths = prepare_files(detector)  # raises WeightsError when a file can't be had
     if "s3fd" in paths:  # our verified copy, whatever torch.hub's folder holds
         kwargs = {**kwargs, "path_to_detector": str(paths["s3fd"])}
     try:
@@ -94,3 +93,48 @@ def _load(device: str, detector: str):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise WeightsError(f"face-alignment model files for '{detector}' are missing or unreadable ({first}); "
                            f"run `lipsync weights download` online, or use --detector dlib") from None
+
+
+# ---- the model files, placed where face-alignment looks for them (it never downloads itself)
+
+FILES = {"sfd": ("s3fd", "2dfan4")}  # detector backend → the entries face-alignment loads
+
+
+def prepare_files(detector: str = "sfd", download: bool = True, accept_licence: bool = False) -> dict[str, Path]:
+    """Resolve face-alignment's model files here (verified) and place them where it looks, so it never downloads.
+
+    face_alignment 1.5 loads them with torch.hub helpers from torch.hub.get_dir()/checkpoints/<url basename>
+    and only downloads when that file is missing; we put a verified copy (symlink, or copy) there first.
+    Returns {entry name: our verified path}; pass face_detector_kwargs={"path_to_detector": str(paths["s3fd"])}
+    too, to be independent of the hub folder for the detector.
+    """
+    import torch.hub
+
+    from lipsync_cli import weights
+
+    wanted = FILES.get(detector, ("2dfan4",))  # other detectors fetch their own files (FAN is always ours)
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    paths = {}
+    for name in wanted:
+        spec = weights.entry(name)
+        paths[name] = weights.resolve(name, download=download, accept_licence=accept_licence)
+        _place(paths[name], hub / spec.filename, spec)
+    return paths
+
+
+def _place(source: Path, target: Path, spec) -> None:
+    """Make `target` hold the verified bytes of `source` (a stale or corrupt hub copy is replaced)."""
+    import shutil
+
+    from lipsync_cli import weights
+    from lipsync_cli.media.atomic import atomic_output
+
+    if target.is_file() and (target.resolve() == source.resolve() or weights.check(spec, target) is None):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as tmp:
+        tmp.unlink(missing_ok=True)  # left by a killed run
+        try:
+            tmp.symlink_to(source.resolve())
+        except OSError:  # no symlinks (Windows without privilege, some filesystems)
+            shutil.copyfile(source, tmp)

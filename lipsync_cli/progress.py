@@ -49,10 +49,11 @@ class Stages:
             self.seconds[name] += time.perf_counter() - start
 
     def print(self, text: str) -> None:
+        """One line on stderr, never wrapped by rich (batch logs are grepped), unless quiet."""
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.console.print(text, highlight=False, markup=False)
+            self._progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
         else:
             import sys
 

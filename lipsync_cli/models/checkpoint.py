@@ -96,8 +96,8 @@ def save_checkpoint(path: str | Path, model, **extra) -> Path:
     from lipsync_cli.media.atomic import atomic_output
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
     return path
 
 

@@ -147,11 +147,9 @@ def _init_worker(threads: int) -> None:
 
 
 def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
+    from lipsync_cli.inference import pick_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return pick_device(name)
 
 
 def _run(todo: list[ClipSource], out: Path, cfg: PreprocessConfig, quiet: bool) -> list[tuple[str, str, int, int]]:

@@ -91,7 +91,7 @@ def save_checkpoint(path: str | Path, model, **extra) -> Path:
     import torch
 
     path = Path(path)
-    net = _unwrap(model)
+    net = unwrap(model)
     payload = {"arch": net.arch, "config": dict(net.config), "state_dict": net.state_dict(), **extra}
     from lipsync_cli.media.atomic import atomic_output
 
@@ -172,7 +172,7 @@ def _load_strict(path: Path, model, state: dict) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def _unwrap(model):
+def unwrap(model):
     """The bare network inside DataParallel/DDP (.module) or torch.compile (._orig_mod) wrappers."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod

@@ -19,6 +19,7 @@ from torch import Tensor
 from lipsync_cli.config import GeneratorConfig, RefsConfig, TrainConfig
 from lipsync_cli.errors import InputError
 from lipsync_cli.models.blocks import lower_half
+from lipsync_cli.models.checkpoint import unwrap
 from lipsync_cli.train import refs_losses as L
 from lipsync_cli.train.trainer import Task
 
@@ -191,10 +192,6 @@ def blend_windows(rgb: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """X̂ of (B, C, T, S, S) windows: the blend is a 2-D operation, done frame by frame."""
     b = rgb.shape[0]
     return time_second(L.blend(frames_first(rgb), frames_first(target), frames_first(mask)), b)
-
-
-def unwrap(net: torch.nn.Module) -> torch.nn.Module:
-    return getattr(net, "module", net)
 
 
 def images(x: Tensor) -> Tensor:

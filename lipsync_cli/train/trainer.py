@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from lipsync_cli.config import TrainConfig
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.models.checkpoint import unwrap  # DDP / torch.compile wrappers
 from lipsync_cli.train import checkpoints
 from lipsync_cli.train.log import RunLog
 from lipsync_cli.train.schedules import constant_lr, due, linear_anneal
@@ -238,7 +239,7 @@ class Trainer:
         state = {"step": self.step, "best": self.best, "world_size": self.world, "train_config": asdict(self.cfg),
                  "task_config": asdict(self.task.config) if self.task.config is not None else {},
                  "optimizers": {k: o.state_dict() for k, o in self.task.optimizers.items()},
-                 "nets": {k: _unwrap(self.task.nets[k]).state_dict() for k in self.task.trainable
+                 "nets": {k: unwrap(self.task.nets[k]).state_dict() for k in self.task.trainable
                           if k != self.task.main},
                  "scaler": self.scaler.state_dict(), "rng": checkpoints.rng_state(),
                  "task": self.task.state_dict()}
@@ -378,16 +379,14 @@ class _StopSignals:
 
 
 def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """inference.pick_device's choice; a bare "cuda" under torchrun is this process's GPU (its local rank)."""
+    from lipsync_cli.inference import pick_device
+
+    name = pick_device(name)
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA GPU is visible (use --device cpu or auto)")
         device = torch.device(name if ":" in name else f"cuda:{local_rank}")
         torch.cuda.set_device(device)
         return device
-    if name != "cpu":
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
     return torch.device("cpu")
 
 
@@ -399,6 +398,3 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-
-def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
-    return getattr(net, "module", net)

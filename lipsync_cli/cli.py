@@ -339,14 +339,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         code = app(args=args, standalone_mode=False, prog_name="lipsync")
     except LipsyncError as err:
         _fail(err, err.exit_code, verbose)
-    except _parser_errors() as err:  # a bad option or argument: the parser's own message, its exit code (2)
+    except _click_errors("ClickException", typer.TyperException) as err:  # a bad option or argument: the parser's own message, its exit code (2)
         message = err.format_message()
         if not message:  # `lipsync train` alone: the help was printed, nothing went wrong to report
             sys.exit(getattr(err, "exit_code", 2))
         _fail(message, getattr(err, "exit_code", 2), verbose)
     except Terminated:
         _fail("terminated (SIGTERM); partial output was removed", 143, verbose)
-    except (KeyboardInterrupt, *_abort_errors()):
+    except (KeyboardInterrupt, *_click_errors("Abort", typer.Abort)):
         _fail("interrupted; partial output was removed", 130, verbose)
     except Exception as err:  # an internal bug: still one line unless asked for details
         _fail(f"internal error: {type(err).__name__}: {err} (run with -v for the traceback)", 5, verbose)
@@ -365,28 +365,16 @@ def _hoist_verbose(args: List[str]) -> List[str]:
     return ["--verbose", *(a for a in args if a not in VERBOSE_FLAGS)]
 
 
-def _parser_errors() -> tuple:
-    """The parser's exception classes: Typer >= 0.2x raises those of its own copy of click (subclasses of
-    typer.TyperException); older Typer raised the separate click package's."""
-    errors = [typer.TyperException]
+def _click_errors(name: str, typer_class) -> tuple:
+    """Typer's class and the separate click package's class of that name (when installed): Typer >= 0.2x
+    raises those of its own copy of click (ClickException subclasses typer.TyperException); older Typer
+    raised click's."""
     try:
         import click
 
-        errors.append(click.ClickException)
+        return (typer_class, getattr(click.exceptions, name))
     except ImportError:
-        pass
-    return tuple(errors)
-
-
-def _abort_errors() -> tuple:
-    errors = [typer.Abort]
-    try:
-        import click
-
-        errors.append(click.exceptions.Abort)
-    except ImportError:
-        pass
-    return tuple(errors)
+        return (typer_class,)
 
 
 def _fail(err, code: int, verbose: bool) -> None:

@@ -1,6 +1,6 @@
 """media/: probe, decode, audio and encode on real clips (../shared/media) and on clips made here with ffmpeg.
 
-Probing runs twice where it matters: with ffprobe and with ffmpeg alone (what a pip-only install has).
+Probing reads the container with PyAV; where ffprobe is installed, its answer is the independent reference.
 """
 
 from __future__ import annotations
@@ -23,15 +23,6 @@ from lipsync_cli.errors import InputError, InternalError
 from lipsync_cli.media import decode, sources, tools
 
 RED = (255, 0, 0)
-
-
-@pytest.fixture(params=["ffprobe", "ffmpeg-only"])
-def backend(request, monkeypatch):
-    """Run the test with ffprobe, then with ffmpeg alone (the bundled-binary situation)."""
-    if request.param == "ffprobe" and shutil.which("ffprobe") is None:
-        pytest.skip("ffprobe not installed")
-    monkeypatch.setenv(tools.NO_FFPROBE_ENV, "1" if request.param == "ffmpeg-only" else "0")
-    return request.param
 
 
 def ffmpeg(*args: str, exe: str | None = None) -> None:
@@ -78,11 +69,10 @@ def test_ffmpeg_exe_prefers_path_then_bundled_binary(monkeypatch):
     assert media.ffmpeg_exe() == "/opt/bin/ffmpeg"
     monkeypatch.setattr(tools.shutil, "which", lambda name: None)
     assert media.ffmpeg_exe() == imageio_ffmpeg.get_ffmpeg_exe()
-    assert tools.ffprobe_exe() is None
     assert subprocess.run([media.ffmpeg_exe(), "-version"], capture_output=True).returncode == 0
 
 
-def test_probe_vfr_clip_averages_the_rate(backend):
+def test_probe_vfr_clip_averages_the_rate():
     info = media.probe(shared_path("media", "04_square700_frontal.mp4"))
     # declares 30 fps but holds 135 frames over 6.1 s with 1- and 2-frame steps
     assert info.is_vfr
@@ -98,7 +88,7 @@ def test_probe_vfr_clip_averages_the_rate(backend):
     ("05_turned_head_224_glasses.mp4", (224, 224), 25, 106),
     ("09_syncnet_reference_example.avi", (224, 224), 25, 317),
 ])
-def test_probe_cfr_clips(backend, name, size, fps, frames):
+def test_probe_cfr_clips(name, size, fps, frames):
     info = media.probe(shared_path("media", name))
     assert (info.width, info.height) == size
     assert (info.fps, info.n_frames, info.is_vfr, info.rotation) == (Fraction(fps), frames, False, 0)
@@ -106,7 +96,7 @@ def test_probe_cfr_clips(backend, name, size, fps, frames):
     assert info.pix_fmt == "yuv420p"
 
 
-def test_probe_missing_streams(backend):
+def test_probe_missing_streams():
     no_audio = media.probe(shared_path("media", "12_edge_video_no_audio_stream.avi"))
     assert (no_audio.has_video, no_audio.has_audio, no_audio.audio_duration) == (True, False, 0.0)
     assert (no_audio.width, no_audio.height, no_audio.n_frames) == (1280, 720, 125)
@@ -115,7 +105,7 @@ def test_probe_missing_streams(backend):
     assert no_video.audio_duration == pytest.approx(202880 / 16000)
 
 
-def test_probe_rejects_missing_empty_and_non_media(backend, tmp_path):
+def test_probe_rejects_missing_empty_and_non_media(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "notes.mp4").write_text("not a video at all\n" * 50)
     cases = {"missing.mp4": "file not found", "empty.mp4": r"empty \(0 bytes\)", "notes.mp4": "not a video or audio file"}
@@ -125,7 +115,7 @@ def test_probe_rejects_missing_empty_and_non_media(backend, tmp_path):
         assert name in str(err.value) and "\n" not in str(err.value)
 
 
-def test_probe_ignores_cover_art(backend, tmp_path, face_image):
+def test_probe_ignores_cover_art(tmp_path, face_image):
     song = tmp_path / "song.m4a"
     ffmpeg("-f", "lavfi", "-i", "sine=d=1", "-i", str(face_image), "-map", "0", "-map", "1", "-c:a", "aac",
            "-c:v", "png", "-disposition:v", "attached_pic", str(song))
@@ -134,18 +124,39 @@ def test_probe_ignores_cover_art(backend, tmp_path, face_image):
     assert len(media.load_audio(song)) == pytest.approx(16000, abs=1100)
 
 
-def test_probe_without_ffprobe_matches_ffprobe_on_bundled_ffmpeg(monkeypatch):
-    """The pip-only install: no system ffmpeg/ffprobe, just imageio-ffmpeg's binary (a newer ffmpeg)."""
+def test_probe_needs_no_ffmpeg_on_path(monkeypatch):
+    """The pip-only install: no system ffmpeg/ffprobe. PyAV probes by itself; decoding uses imageio-ffmpeg's binary."""
     clip = shared_path("media", "04_square700_frontal.mp4")
-    if shutil.which("ffprobe") is None:
-        pytest.skip("needs ffprobe for the reference answer")
     reference = media.probe(clip)
     monkeypatch.setattr(tools.shutil, "which", lambda name: None)
-    bundled = media.probe(clip)
-    assert bundled.audio_duration == pytest.approx(reference.audio_duration, abs=1e-3)  # AAC priming differs a bit
-    bundled.audio_duration = reference.audio_duration
-    assert bundled == reference
-    assert sum(1 for _ in media.iter_frames(clip, bundled)) == 135
+    assert media.probe(clip) == reference
+    assert sum(1 for _ in media.iter_frames(clip, reference)) == 135
+
+
+@pytest.mark.parametrize("name", ["02_portrait_1080x1920_hevc.mp4", "04_square700_frontal.mp4",
+                                  "09_syncnet_reference_example.avi", "12b_edge_no_video_stream.avi"])
+def test_stream_facts_agree_with_ffprobe(name):
+    """ffprobe (another program, the system's libav) is the reference for what PyAV reads."""
+    import json
+
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe not installed (apt-get install ffmpeg)")
+    path = shared_path("media", name)
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_streams", "-of", "json", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    streams = {s["codec_type"]: s for s in json.loads(out)["streams"]}
+    facts = sources.read_container(path)
+    for kind, got in (("video", facts.video), ("audio", facts.audio)):
+        if kind not in streams:
+            assert got is None
+            continue
+        want = streams[kind]
+        assert (got.index, got.codec, got.time_base) == (want["index"], want["codec_name"],
+                                                         Fraction(want["time_base"]))
+        assert len(got.pts) == int(want["nb_read_packets"])
+        if kind == "video":
+            assert (got.width, got.height, got.pix_fmt) == (want["width"], want["height"], want["pix_fmt"])
+            assert got.rate == Fraction(want["r_frame_rate"])
 
 
 # --- rotation, pixel formats, still images -------------------------------------------------------
@@ -161,7 +172,7 @@ def rotated_clip(tmp_path: Path) -> Path:
     return out
 
 
-def test_rotated_clip_decodes_upright(backend, tmp_path):
+def test_rotated_clip_decodes_upright(tmp_path):
     clip = rotated_clip(tmp_path)
     info = media.probe(clip)
     assert info.rotation == 270  # 90 counter-clockwise == 270 clockwise
@@ -172,7 +183,7 @@ def test_rotated_clip_decodes_upright(backend, tmp_path):
     assert red_corner(frames[0]) == "bottom-left"
 
 
-def test_legacy_rotate_tag_agrees_with_decoded_pixels(backend, tmp_path):
+def test_legacy_rotate_tag_agrees_with_decoded_pixels(tmp_path):
     coded = encode_raw(tmp_path / "coded.mp4", [corner_frame(64, 48)] * 3, "25", "-pix_fmt", "yuv420p")
     tagged = tmp_path / "tagged.mp4"
     res = subprocess.run([media.ffmpeg_exe(), "-y", "-v", "error", "-i", str(coded), "-c", "copy",
@@ -187,7 +198,7 @@ def test_legacy_rotate_tag_agrees_with_decoded_pixels(backend, tmp_path):
 
 
 @pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
-def test_high_bit_depth_and_444_decode_to_rgb24(backend, tmp_path, pix_fmt):
+def test_high_bit_depth_and_444_decode_to_rgb24(tmp_path, pix_fmt):
     clip = encode_raw(tmp_path / f"{pix_fmt}.mp4", [corner_frame(96, 64)] * 4, "25",
                       "-c:v", "libx264", "-pix_fmt", pix_fmt, "-qp", "0")
     info = media.probe(clip)
@@ -197,7 +208,7 @@ def test_high_bit_depth_and_444_decode_to_rgb24(backend, tmp_path, pix_fmt):
     assert np.abs(frames[0].astype(int) - corner_frame(96, 64)).mean() < 3
 
 
-def test_still_images_decided_by_content(backend, tmp_path, face_image):
+def test_still_images_decided_by_content(tmp_path, face_image):
     jpg = tmp_path / "photo.jpg"
     ffmpeg("-i", str(face_image), str(jpg))
     disguised = tmp_path / "actually_png.mp4"
@@ -214,7 +225,7 @@ def test_still_images_decided_by_content(backend, tmp_path, face_image):
     assert [f.shape for f in media.iter_frames(jpg, media.probe(jpg))] == [(300, 300, 3)]
 
 
-def test_jpeg_exif_orientation_is_applied(backend, tmp_path):
+def test_jpeg_exif_orientation_is_applied(tmp_path):
     Image = pytest.importorskip("PIL.Image")  # pillow comes with scikit-image (test extras)
     photo = tmp_path / "phone_photo.jpg"
     exif = Image.Exif()
@@ -235,7 +246,7 @@ def vfr_clip(tmp_path: Path) -> Path:
                       "-fps_mode", "vfr", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", "-bf", "0")
 
 
-def test_vfr_frames_are_resampled_on_the_timeline(backend, tmp_path):
+def test_vfr_frames_are_resampled_on_the_timeline(tmp_path):
     clip = vfr_clip(tmp_path)
     info = media.probe(clip)
     assert info.is_vfr and info.n_frames == 10
@@ -285,7 +296,7 @@ def test_closing_the_generator_kills_ffmpeg(monkeypatch):
     assert started[0].poll() is not None and started[0].stdout.closed
 
 
-def test_truncated_video_decodes_what_is_there(backend, tmp_path):
+def test_truncated_video_decodes_what_is_there(tmp_path):
     src = shared_path("media", "05_turned_head_224_glasses.mp4")
     front = tmp_path / "front.mp4"  # index first (as most phones/streaming files): the data is cut, not the index
     ffmpeg("-i", str(src), "-c", "copy", "-movflags", "+faststart", str(front))
@@ -325,10 +336,6 @@ def test_load_audio_from_video_and_no_audio_error():
 
 # --- encoding ---------------------------------------------------------------------------------------
 
-def stream_facts(path: Path) -> sources.ContainerFacts:
-    return sources.read_with_ffmpeg(path)
-
-
 def test_writer_roundtrip_with_audio(tmp_path):
     audio = tone(tmp_path / "tone.wav", 1.3)
     out = tmp_path / "out.mp4"
@@ -338,7 +345,7 @@ def test_writer_roundtrip_with_audio(tmp_path):
         for _ in range(50):  # 1.67 s of video for 1.3 s of audio: cut to the audio
             writer.write(frame)
     info = media.probe(out)
-    facts = stream_facts(out)
+    facts = sources.read_container(out)
     assert (facts.video.codec, facts.video.pix_fmt, facts.audio.codec) == ("h264", "yuv420p", "aac")
     assert (info.width, info.height, info.fps) == (160, 96, fps)
     assert abs(info.duration - 1.3) <= 1 / fps and abs(info.audio_duration - 1.3) <= 1 / fps

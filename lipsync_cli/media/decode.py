@@ -14,7 +14,7 @@ import numpy as np
 from lipsync_cli.audio import SAMPLE_RATE
 from lipsync_cli.errors import InputError
 from lipsync_cli.media.probe import MediaInfo, probe
-from lipsync_cli.media.tools import ffmpeg_exe, media_arg, run, spawn, stderr_tail, stop
+from lipsync_cli.media.tools import command, media_arg, run, spawn, stderr_tail, stop
 
 log = logging.getLogger(__name__)
 END_PADDING_SECONDS = 0.15  # at most this much decoded audio beyond the container's duration is encoder padding
@@ -38,10 +38,16 @@ def iter_frames(path, info: MediaInfo, fps: Optional[Fraction] = None) -> Iterat
         return
     rate = Fraction(fps or info.fps)
     expected = max(1, round(Fraction(info.duration) * rate))
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", media_arg(path), "-map", "0:V:0",  # V: skips cover art
-           "-vf", f"fps={rate.numerator}/{rate.denominator}", "-frames:v", str(expected),
-           "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
-    yield from _stream_frames(cmd, path, info.width, info.height, expected)
+    yield from _stream_frames(_raw_rgb(path, vf=f"fps={rate.numerator}/{rate.denominator}", frames=expected),
+                              path, info.width, info.height, expected)
+
+
+def _raw_rgb(path, frames: int, **options) -> list[str]:
+    """ffmpeg decoding the first video stream that is not cover art ("V") to rgb24 frames on stdout."""
+    import ffmpeg
+
+    source = ffmpeg.input(media_arg(path))["V:0"]
+    return command(source.output("pipe:1", format="rawvideo", pix_fmt="rgb24", **{"frames:v": frames}, **options))
 
 
 def _stream_frames(cmd: list[str], path, width: int, height: int, expected: int) -> Iterator[np.ndarray]:
@@ -91,9 +97,7 @@ def read_image(path) -> np.ndarray:
     info = probe(path)
     if not info.has_video:
         raise InputError(f"no picture in {path} (pass an image or a video)")
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", media_arg(path), "-map", "0:V:0", "-frames:v", "1",
-           "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
-    res = run(cmd)
+    res = run(_raw_rgb(path, frames=1))
     if len(res.stdout) != info.width * info.height * 3:  # never reshape bytes of another size into a wrong picture
         raise InputError(f"could not decode the picture in {path} ({stderr_tail(res.stderr) or 'unexpected size'})")
     return np.frombuffer(bytearray(res.stdout), np.uint8).reshape(info.height, info.width, 3)
@@ -106,9 +110,10 @@ def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
         raise InputError(f"no audio stream in {Path(path).name} (pass a file with sound, e.g. .wav/.mp3/.m4a)")
     # rematrix_maxval=1 makes the downmix a plain average (ffmpeg's default stereo->mono sums at -3 dB each,
     # which can exceed 1.0).
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", media_arg(path), "-map", "0:a:0",
-           "-af", f"aresample={sr}:rematrix_maxval=1", "-ac", "1", "-f", "f32le", "pipe:1"]
-    res = run(cmd)
+    import ffmpeg
+
+    source = ffmpeg.input(media_arg(path))["a:0"]
+    res = run(command(source.output("pipe:1", af=f"aresample={sr}:rematrix_maxval=1", ac=1, format="f32le")))
     if res.returncode != 0 and not res.stdout:
         raise InputError(f"could not decode the audio in {path} ({stderr_tail(res.stderr)})")
     samples = np.frombuffer(res.stdout[: len(res.stdout) // 4 * 4], dtype="<f4")

@@ -15,11 +15,11 @@ import numpy as np
 from lipsync_cli.errors import InputError, InternalError
 from lipsync_cli.media.atomic import atomic_output, check_output_folder
 from lipsync_cli.media.probe import probe
-from lipsync_cli.media.tools import ffmpeg_exe, media_arg, spawn, stderr_tail, stop
+from lipsync_cli.media.tools import command, media_arg, spawn, stderr_tail, stop
 
 AUDIO_BITRATE = "192k"  # AAC-LC; transparent enough for speech and music beds
 # Tag and convert with BT.709 so players (which assume 709 for HD) show the colours we decoded.
-COLOUR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
+COLOUR_TAGS = dict(colorspace="bt709", color_primaries="bt709", color_trc="bt709", color_range="tv")
 
 
 class VideoWriter:
@@ -66,18 +66,18 @@ class VideoWriter:
         return self
 
     def _command(self) -> list[str]:
+        import ffmpeg
+
         h, w = self.size
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w + w % 2}x{h + h % 2}", "-framerate", rate,
-               "-i", "pipe:0"]
+        streams = [ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24", s=f"{w + w % 2}x{h + h % 2}",
+                                framerate=rate)["v:0"]]
+        options = dict(vf="scale=out_color_matrix=bt709:out_range=tv", vcodec="libx264", preset=self.preset,
+                       crf=self.crf, pix_fmt="yuv420p", r=rate, movflags="+faststart", **COLOUR_TAGS)
         if self.audio is not None:
-            cmd += ["-i", media_arg(self.audio), "-map", "0:v:0", "-map", "1:a:0",
-                    "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-t", f"{self.audio_seconds:.6f}"]
-        cmd += ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-c:v", "libx264", "-preset", self.preset,
-                "-crf", str(self.crf), "-pix_fmt", "yuv420p", *COLOUR_TAGS, "-r", rate,
-                "-movflags", "+faststart", media_arg(self.tmp)]
-        return cmd
+            streams.append(ffmpeg.input(media_arg(self.audio))["a:0"])
+            options.update(acodec="aac", audio_bitrate=AUDIO_BITRATE, t=f"{self.audio_seconds:.6f}")
+        return command(ffmpeg.output(*streams, media_arg(self.tmp), **options).overwrite_output())
 
     def write(self, frame: np.ndarray) -> None:
         """Append one frame, (height, width, 3) uint8 RGB."""

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_cli.errors import InputError
-from lipsync_cli.media.sources import (ContainerFacts, StreamFacts, picture_rotation, read_with_ffmpeg,
-                                      read_with_ffprobe)
-from lipsync_cli.media.tools import ffprobe_exe
+from lipsync_cli.media.sources import ContainerFacts, StreamFacts, read_container
 
-# Demuxers that only ever hold one picture: decided by content (ffmpeg probes the bytes), not the extension.
+# Demuxers that only ever hold one picture: decided by content (libavformat probes the bytes), not the extension.
 IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe")
 STILL_CODECS = ("png", "mjpeg", "webp", "bmp", "tiff", "gif", "jpeg2000", "jpegls")
 # Two frame steps count as the same when they differ by at most this fraction of the typical step (plus one tick
@@ -42,8 +40,7 @@ def probe(path) -> MediaInfo:
     """Describe a media file; InputError for missing, empty or non-media files."""
     path = Path(path)
     _check_readable(path)
-    ffprobe = ffprobe_exe()
-    facts = read_with_ffprobe(path, ffprobe) if ffprobe else read_with_ffmpeg(path)
+    facts = read_container(path)
     if facts.video is None and facts.audio is None:
         raise InputError(f"not a video or audio file: {path} (no video or audio stream)")
     return _media_info(path, facts)
@@ -66,8 +63,6 @@ def _media_info(path: Path, facts: ContainerFacts) -> MediaInfo:
                          fps=Fraction(0), n_frames=0, duration=audio_duration, is_vfr=False,
                          audio_duration=audio_duration, pix_fmt="")
     is_image = _is_still(facts.format_name, video)
-    if is_image and not video.rotation_ccw:
-        video.rotation_ccw = picture_rotation(path)  # phone photos: EXIF orientation
     rotation = round(-video.rotation_ccw / 90) * 90 % 360
     width, height = (video.height, video.width) if rotation in (90, 270) else (video.width, video.height)
     if is_image:

@@ -1,20 +1,24 @@
-"""Raw stream facts and packet timestamps, read by ffprobe or, when ffprobe is absent, by ffmpeg alone.
+"""Raw stream facts and packet timestamps, read with PyAV (libavformat itself, bundled in its wheels).
 
-Both readers return the same `ContainerFacts`; probe.py turns them into a MediaInfo, so the two
-paths differ only in how they parse, never in how they decide (rate, VFR, rotation, still image).
+PyAV gives exact values where a text parser can only guess: time bases and rates as fractions
+(30000/1001, not "29.97 tbr"), every packet's integer timestamps, and the display matrix. probe.py
+turns these facts into a MediaInfo; only this module knows PyAV.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
 from lipsync_cli.errors import InputError
-from lipsync_cli.media.tools import ffmpeg_exe, media_arg, run, stderr_tail
+
+log = logging.getLogger(__name__)
+# Packets decoded at most to get the first picture's display rotation (decoders with frame threads or
+# B-frame reordering hold a few packets back before the first picture comes out).
+ROTATION_PACKETS = 64
 
 
 @dataclass
@@ -26,8 +30,8 @@ class StreamFacts:
     pix_fmt: str = ""
     width: int = 0
     height: int = 0
-    rotation_ccw: float = 0.0  # display-matrix rotation as ffmpeg reports it: degrees counter-clockwise
-    rate: Fraction = Fraction(0)  # the container's base frame rate guess (r_frame_rate / "tbr")
+    rotation_ccw: float = 0.0  # display rotation of the first decoded picture: degrees counter-clockwise
+    rate: Fraction = Fraction(0)  # the container's base frame rate (r_frame_rate)
     time_base: Fraction = Fraction(0)
     pts: list[int] = field(default_factory=list)  # packet timestamps in time_base ticks (dts when no pts), file order
     durations: list[int] = field(default_factory=list)  # packet durations in ticks (0 when unknown)
@@ -35,150 +39,76 @@ class StreamFacts:
 
 @dataclass
 class ContainerFacts:
-    format_name: str  # ffmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "png_pipe", "image2"
+    format_name: str  # libavformat demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "png_pipe", "image2"
     video: Optional[StreamFacts]  # first video stream that is not cover art
     audio: Optional[StreamFacts]  # first audio stream
 
 
-def not_media(path: Path, stderr: bytes | str) -> InputError:
-    reason = stderr_tail(stderr).split(" | ")[-1].replace(f"{media_arg(path)}: ", "") or "ffmpeg found no streams"
-    return InputError(f"not a video or audio file: {path} ({reason})")
+def read_container(path: Path) -> ContainerFacts:
+    """Streams, demuxer name and every packet's timestamps (demux only; one picture is decoded for its rotation).
+
+    A file cut off mid-way keeps the packets read before the damage, so probe describes what is there."""
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a video or audio file: {path} ({_reason(exc)})") from None
+    with container:
+        video_stream = next((s for s in container.streams.video
+                             if not s.disposition & av.stream.Disposition.attached_pic), None)
+        audio_stream = next(iter(container.streams.audio), None)
+        video, audio = (_stream_facts(s) if s is not None else None for s in (video_stream, audio_stream))
+        chosen = [s for s in (video_stream, audio_stream) if s is not None]
+        if chosen:
+            _read_packets(container, chosen, {s.index: s for s in (video, audio) if s is not None}, path)
+        return ContainerFacts(container.format.name, video, audio)
 
 
-# --- ffprobe -----------------------------------------------------------------------------------
-
-def read_with_ffprobe(path: Path, ffprobe: str) -> ContainerFacts:
-    """One ffprobe call: streams, format and every packet's timestamps (demux only, no decoding)."""
-    res = run([ffprobe, "-v", "error", "-show_streams", "-show_format",
-               "-show_entries", "packet=stream_index,pts,dts,duration", "-of", "json", media_arg(path)])
-    if res.returncode != 0:
-        raise not_media(path, res.stderr)
-    data = json.loads(res.stdout or b"{}")
-    streams = data.get("streams", [])
-    video = next((_ffprobe_stream(s) for s in streams if s.get("codec_type") == "video"
-                  and not s.get("disposition", {}).get("attached_pic")), None)
-    audio = next((_ffprobe_stream(s) for s in streams if s.get("codec_type") == "audio"), None)
-    by_index = {s.index: s for s in (video, audio) if s is not None}
-    for packet in data.get("packets", []):
-        _add_packet(by_index.get(packet.get("stream_index")), packet.get("pts"), packet.get("dts"),
-                    packet.get("duration"))
-    return ContainerFacts(data.get("format", {}).get("format_name", ""), video, audio)
-
-
-def _ffprobe_stream(s: dict) -> StreamFacts:
-    rotation = 0.0
-    for side in s.get("side_data_list", []):
-        if "rotation" in side:
-            rotation = float(side["rotation"])
-    if not rotation and "rotate" in s.get("tags", {}):  # legacy tag: degrees clockwise
-        rotation = -float(s["tags"]["rotate"])
-    return StreamFacts(index=int(s["index"]), codec=s.get("codec_name", "unknown"), pix_fmt=s.get("pix_fmt", ""),
-                       width=int(s.get("width", 0)), height=int(s.get("height", 0)), rotation_ccw=rotation,
-                       rate=_fraction(s.get("r_frame_rate", "0/1")), time_base=_fraction(s.get("time_base", "0/1")))
-
-
-# --- ffmpeg alone --------------------------------------------------------------------------------
-
-NOPTS = -(2 ** 63)  # ffmpeg's AV_NOPTS_VALUE ("no timestamp"), as framecrc prints it
-_INPUT = re.compile(r"^Input #0, (.+?), from ", re.M)
-_STREAM = re.compile(r"^\s*Stream #0:(\d+)[^:]*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
-_VIDEO = re.compile(r", (\w+)(?:\([^)]*\))?, (\d+)x(\d+)")
-_TBR = re.compile(r"([\d.]+)(k?) tbr")
-_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
-_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.M)
-_TIME_BASE = re.compile(r"^#tb (\d+): (\d+)/(\d+)", re.M)
-
-
-def read_with_ffmpeg(path: Path) -> ContainerFacts:
-    """Parse `ffmpeg -i` (stream list) and `-c copy -f framecrc` (every packet's timestamps)."""
-    header = run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(path)]).stderr.decode("utf-8", "replace")
-    fmt = _INPUT.search(header)
-    if fmt is None:
-        raise not_media(path, header)
-    video = audio = None
-    for block in re.split(r"\n(?=\s*Stream #0:)", header)[1:]:
-        kind = _STREAM.match(block.splitlines()[0])
-        if kind is None:
-            continue
-        if kind.group(2) == "Video" and video is None and "(attached pic)" not in kind.group(3):
-            video = _ffmpeg_video(int(kind.group(1)), kind.group(3), block)
-        elif kind.group(2) == "Audio" and audio is None:
-            audio = StreamFacts(index=int(kind.group(1)), codec=kind.group(3).split()[0].rstrip(","))
-    facts = ContainerFacts(fmt.group(1), video, audio)
-    _framecrc_packets(path, facts)
+def _stream_facts(stream) -> StreamFacts:
+    codec = stream.codec_context
+    facts = StreamFacts(index=stream.index, codec=codec.name, time_base=Fraction(stream.time_base or 0))
+    if stream.type == "video":
+        facts.pix_fmt = codec.format.name if codec.format else ""
+        facts.width, facts.height = codec.width, codec.height
+        facts.rate = Fraction(stream.base_rate or 0)
     return facts
 
 
-def _ffmpeg_video(index: int, desc: str, block: str) -> StreamFacts:
-    size = _VIDEO.search(desc)
-    tbr = _TBR.search(desc)
-    rotation = _ROTATION.search(block)
-    tag = _ROTATE_TAG.search(block)
-    ccw = float(rotation.group(1)) if rotation else (-float(tag.group(1)) if tag else 0.0)
-    rate = _rate_from_text(float(tbr.group(1)) * (1000 if tbr.group(2) else 1)) if tbr else Fraction(0)
-    return StreamFacts(index=index, codec=desc.split()[0].rstrip(","), pix_fmt=size.group(1) if size else "",
-                       width=int(size.group(2)) if size else 0, height=int(size.group(3)) if size else 0,
-                       rotation_ccw=ccw, rate=rate)
+def _read_packets(container, streams: list, facts: dict[int, StreamFacts], path: Path) -> None:
+    """Every packet's pts (dts when it has none) and duration; the video's first picture for its rotation."""
+    import av
 
-
-def _framecrc_packets(path: Path, facts: ContainerFacts) -> None:
-    """Packet timestamps via ffmpeg's framecrc muxer with stream copy: demux only, exact integer ticks."""
-    streams = [s for s in (facts.video, facts.audio) if s is not None]
-    if not streams:
-        return
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", media_arg(path)]
-    for s in streams:
-        cmd += ["-map", f"0:{s.index}"]
-    res = run(cmd + ["-c", "copy", "-f", "framecrc", "pipe:1"])
-    text = res.stdout.decode("utf-8", "replace")
-    if res.returncode != 0 and not text:
-        raise not_media(path, res.stderr)
-    for out_index, num, den in _TIME_BASE.findall(text):
-        streams[int(out_index)].time_base = Fraction(int(num), int(den))
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            # framecrc columns: stream_index, dts, pts, duration, size, crc
-            cols = [c.strip() for c in line.split(",")]
-            _add_packet(streams[int(cols[0])], _int(cols[2]), _int(cols[1]), _int(cols[3]))
-
-
-def picture_rotation(path: Path) -> float:
-    """Counter-clockwise display rotation carried by the decoded picture itself (JPEG EXIF orientation), which
-    ffmpeg applies on decode but does not list with the stream: read it from showinfo before autorotation."""
-    res = run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-noautorotate", "-i", media_arg(path), "-map", "0:V:0",
-               "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"])
-    found = _ROTATION.search(res.stderr.decode("utf-8", "replace"))
-    return float(found.group(1)) if found else 0.0
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-def _add_packet(stream: Optional[StreamFacts], pts: Optional[int], dts: Optional[int], duration: Optional[int]):
-    stamp = pts if pts is not None else dts
-    if stream is not None and stamp is not None:
-        stream.pts.append(stamp)
-        stream.durations.append(duration or 0)
-
-
-def _int(text: Optional[str]) -> Optional[int]:
+    video = facts.get(streams[0].index) if streams[0].type == "video" else None
+    decoding = video is not None
+    packets = 0
     try:
-        value = int(text)
-    except (TypeError, ValueError):  # "N/A" or missing
-        return None
-    return None if value == NOPTS else value
+        for packet in container.demux(streams):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is not None:  # the demuxer's final flush packet has neither
+                facts[packet.stream.index].pts.append(stamp)
+                facts[packet.stream.index].durations.append(packet.duration or 0)
+            if decoding and packet.stream.index == video.index:
+                packets += 1
+                decoding = not _take_rotation(packet, video) and packets < ROTATION_PACKETS
+    except av.FFmpegError as exc:  # damaged or truncated: keep what was read
+        log.debug("demuxing %s stopped early: %s", path, _reason(exc))
 
 
-def _fraction(text: str) -> Fraction:
-    num, _, den = text.partition("/")
+def _take_rotation(packet, video: StreamFacts) -> bool:
+    """Decode one video packet; True once a picture came out (its display matrix is the stream's rotation,
+    and for a JPEG its EXIF orientation, which libavcodec attaches to the picture)."""
+    import av
+
     try:
-        return Fraction(int(num), int(den or 1)) if int(den or 1) else Fraction(0)
-    except ValueError:
-        return Fraction(0)
+        frames = packet.decode()
+    except av.FFmpegError:  # a damaged first packet: the next one may decode
+        return False
+    if frames:
+        video.rotation_ccw = float(frames[0].rotation)
+    return bool(frames)
 
 
-def _rate_from_text(rate: float) -> Fraction:
-    """ffmpeg prints rates rounded ("29.97 tbr"): recover NTSC rates (N*1000/1001) and simple fractions."""
-    ntsc = round(rate * 1.001)
-    if ntsc and abs(rate - Fraction(ntsc * 1000, 1001)) < 0.006 and abs(rate - ntsc) > 0.006:
-        return Fraction(ntsc * 1000, 1001)
-    return Fraction(rate).limit_denominator(100)
+def _reason(exc: Exception) -> str:
+    """libav's own words without the errno and file name PyAV adds: 'Invalid data found when processing input'."""
+    return getattr(exc, "strerror", None) or str(exc).split(": ")[0] or type(exc).__name__

@@ -1,18 +1,19 @@
-"""Locating ffmpeg/ffprobe and running them: argument lists only, stderr kept for error messages."""
+"""Locating ffmpeg and running it: argument lists built by ffmpeg-python, stderr kept for error messages.
+
+ffmpeg-python only builds the argument list (`compile`); the processes are started here, in their own
+session and with stderr in a file, which its own `run`/`run_async` do not offer.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from lipsync_cli.errors import InternalError
 
-# Set to "1" to ignore an installed ffprobe (tests use it to exercise the ffmpeg-only probe path,
-# which is what users get when the only ffmpeg is the one imageio-ffmpeg ships).
-NO_FFPROBE_ENV = "LIPSYNC_NO_FFPROBE"
+# Before every command: no banner, never read the terminal, only errors on stderr (they become our messages).
+QUIET = ("-hide_banner", "-nostdin", "-v", "error")
 STDERR_TAIL_CHARS = 600  # enough for ffmpeg's last error lines, short enough for a one-line message
 
 
@@ -28,11 +29,9 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def ffprobe_exe() -> Optional[str]:
-    """`ffprobe` when usable, else None (imageio-ffmpeg ships no ffprobe; probe then parses ffmpeg's output)."""
-    if os.environ.get(NO_FFPROBE_ENV) == "1":
-        return None
-    return shutil.which("ffprobe")
+def command(graph) -> list[str]:
+    """The argument list of an ffmpeg-python graph (`ffmpeg.input(...).output(...)`), quiet, for our ffmpeg."""
+    return graph.global_args(*QUIET).compile(cmd=ffmpeg_exe())
 
 
 def media_arg(path: Path) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from lipsync_cli.errors import InputError, InternalError
 from lipsync_cli.media.probe import probe
-from lipsync_cli.media.tools import ffmpeg_exe, media_arg, run, spawn, stderr_tail
+from lipsync_cli.media.tools import command, media_arg, run, spawn, stderr_tail
 
 SAMPLE_RATE = 16000  # Hz, mono: what upstream extracts
 
@@ -28,10 +28,11 @@ def audio_int16(path) -> np.ndarray:
     info = probe(path)
     if not info.has_audio:
         raise InputError(f"no audio stream in {Path(path).name} (pass a file with sound, e.g. .wav/.mp3/.m4a)")
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", media_arg(path), "-map", "0:a:0", "-vn",
-           "-af", "aresample=async=1", "-ac", "1", "-ar", str(SAMPLE_RATE), "-acodec", "pcm_s16le", "-f", "s16le",
-           "pipe:1"]
-    res = run(cmd)
+    import ffmpeg
+
+    source = ffmpeg.input(media_arg(path))["a:0"]
+    res = run(command(source.output("pipe:1", vn=None, af="aresample=async=1", ac=1, ar=SAMPLE_RATE,
+                                    acodec="pcm_s16le", format="s16le")))
     if res.returncode != 0 and not res.stdout:
         raise InputError(f"could not decode the audio in {path} ({stderr_tail(res.stderr)})")
     return np.frombuffer(res.stdout[: len(res.stdout) // 2 * 2], dtype="<i2").astype(np.int16)
@@ -42,11 +43,13 @@ def jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) ->
     %06d.jpg` (default JPEG quality) and read back with cv2, exactly as upstream's evaluate() reads its
     input. fps: resample to this constant rate first (upstream's input is already 25 fps). size: resize
     each frame to (size, size) with cv2's bilinear default, as Wav2Lip's and LatentSync's copies do."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", media_arg(video), "-threads", "1"]
-    if fps:
-        cmd += ["-vf", f"fps={fps}"]
+    import ffmpeg
+
+    options = {"vf": f"fps={fps}"} if fps else {}
     with tempfile.TemporaryDirectory(prefix="lipsync-jpeg-") as folder:
-        res = run(cmd + ["-f", "image2", str(Path(folder) / "%06d.jpg")])
+        jpegs = ffmpeg.input(media_arg(video)).output(str(Path(folder) / "%06d.jpg"), threads=1, format="image2",
+                                                      **options)
+        res = run(command(jpegs.overwrite_output()))
         frames = _read_jpegs(Path(folder), size)
     if not len(frames):
         raise InputError(f"could not decode any video frame of {video} ({stderr_tail(res.stderr) or 'no frames'})")
@@ -56,11 +59,12 @@ def jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) ->
 def jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: int) -> np.ndarray:
     """The same JPEG step for frames we made (face crops): (H, W, 3) uint8 BGR in, (N, H, W, 3) uint8 BGR
     out, through ffmpeg's default mjpeg encoder at `fps` (its rate control depends on the frame rate)."""
+    import ffmpeg
+
     with tempfile.TemporaryDirectory(prefix="lipsync-jpeg-") as folder, tempfile.TemporaryFile() as errors:
-        cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
-               "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0", "-threads", "1",
-               "-f", "image2", str(Path(folder) / "%06d.jpg")]
-        proc = spawn(cmd, stdin=subprocess.PIPE, stderr=errors)
+        crops = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}", r=fps)
+        jpegs = crops.output(str(Path(folder) / "%06d.jpg"), threads=1, format="image2").overwrite_output()
+        proc = spawn(command(jpegs), stdin=subprocess.PIPE, stderr=errors)
         try:
             for frame in frames:
                 proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())

@@ -110,8 +110,18 @@ class Generator:
     def predicts_mask(self) -> bool:
         return self.arch == "refs" and self.model.config.get("mask_head", True)
 
-    def set_references(self, crops: np.ndarray) -> None:
-        """Refs family: encode the clip's K reference crops once; every later batch reuses them.
+    def reference_plan(self, track) -> Optional[tuple[np.ndarray, Optional[np.ndarray]]]:
+        """(picks, assign): the source frames whose crops become this clip's references, and which reference
+        each source frame uses (None: all of them). None when the family takes no references (Wav2Lip)."""
+        if self.arch != "refs":
+            return None
+        from lipsync_cli import references
+
+        return references.select_references(track.landmarks, track.boxes, k=self.n_refs), None
+
+    def set_references(self, crops: np.ndarray, assign: Optional[np.ndarray] = None) -> None:
+        """Refs family: encode the clip's K reference crops once; every later batch reuses them (all K attend
+        for every frame, so `assign` is unused).
 
         crops: (K, S, S, 3) uint8 RGB.
         """

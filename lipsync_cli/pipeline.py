@@ -44,9 +44,8 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
 
     `generator` / `detector` may be passed pre-loaded (batch mode loads them once for all rows).
     """
-    from lipsync_cli import audio as mel_frontend
     from lipsync_cli import frames as framing
-    from lipsync_cli import media, timing, weights
+    from lipsync_cli import media, timing
     from lipsync_cli.progress import Stages
 
     video, audio = Path(video), Path(audio)
@@ -56,54 +55,76 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
         raise InputError(f"no video stream in {video} (pass a video or an image of a face)")
     speech = media.load_audio(audio)
     check_speech(speech, audio)
-
-    fps = Fraction(cfg.fps).limit_denominator(1001) if info.is_image else info.fps
-    n_out = max(1, round(len(speech) / mel_frontend.SAMPLE_RATE * fps))
-    plan = framing.source_plan(n_out, 1 if info.is_image else info.n_frames, cfg.loop)
-    n_used = int(plan.max()) + 1
-    times = timing.frame_times(n_out, float(fps))
+    fps, plan = frame_plan(info, speech, cfg)
 
     with Stages(cfg.quiet) as stages:
         with stages.time("load"):
             generator = generator or _load_generator(cfg)
-        with stages.time("audio"):
-            mels = generator.audio_windows(speech, times)  # per-frame audio input, each at its own timestamp
-        track, detector = find_faces(video, info, n_used, cfg, detector, stages)
-        if len(track.boxes) < n_used:  # truncated or damaged video: use the frames that decode
-            log.warning("%s: only %d of %d frames decode; using those", video, len(track.boxes), n_used)
-            plan = framing.source_plan(n_out, len(track.boxes), cfg.loop)
-            n_used = len(track.boxes)
+        with stages.time("audio"):  # per-frame audio input, each at its own timestamp
+            mels = generator.audio_windows(speech, timing.frame_times(len(plan), float(fps)))
+        track, detector = find_faces(video, info, int(plan.max()) + 1, cfg, detector, stages)
+        if len(track.boxes) <= plan.max():  # truncated or damaged video: use the frames that decode
+            log.warning("%s: only %d of %d frames decode; using those", video, len(track.boxes), plan.max() + 1)
+            plan = framing.source_plan(len(plan), len(track.boxes), cfg.loop)
         track = generator.face_track(track, (info.height, info.width))  # the boxes this family crops at
         edit = track_edit_weights(track, cfg)
-        if generator.arch == "refs" and edit.any():
-            with stages.time("refs"):
-                generator.set_references(reference_crops(video, info, track, generator.size, generator.n_refs))
-        plan_refs = generator.reference_plan(track) if generator.arch == "musetalk" and edit.any() else None
-        if plan_refs is not None:
-            with stages.time("refs"):
-                generator.set_references(frame_crops(video, info, track, plan_refs[0], generator.crop), plan_refs[1])
-        stages.bar("dub", n_out)
-        shape = (info.height, info.width, 3)
-        with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer, \
-                framing.FrameSource(_decode(video, info), n_used, shape, framing.is_monotonic(plan)) as source:
-            for part in framing.chunks(n_out, chunk_size(cfg.chunk_frames, shape)):
-                with stages.time("decode"):
-                    frames = source.take(plan[part])
-                rows = plan[part]
-                frames = edit_frames(frames, track, rows, edit[rows], mels[part], generator, stages)
-                with stages.time("encode"):
-                    for frame in frames:
-                        writer.write(frame)
-                stages.advance("dub", len(frames))
-        edited = int(np.count_nonzero(edit[plan] > 0))
-        models = [*weights.model_entries(cfg.model), *(detector.weights if detector else ())]
-        result = DubResult(out, n_out, edited, dict(stages.seconds), detector.name if detector else "box",
-                           weights.licence_notice(models))
-        if edited == 0:
-            stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
-        stages.print(result.summary())
-        if result.licence_notice:
-            stages.print(result.licence_notice)
+        if edit.any():
+            prepare_references(video, info, track, generator, stages)
+        with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer:
+            write_frames(writer, video, info, plan, edit, track, mels, generator, stages, cfg)
+        result = summarise(out, video, plan, edit, cfg, detector, stages)
+    return result
+
+
+def frame_plan(info, speech: np.ndarray, cfg: DubConfig) -> tuple[Fraction, np.ndarray]:
+    """(output fps, (N_out,) int64 source frame of each output frame): as many frames as the speech lasts."""
+    from lipsync_cli import audio as mel_frontend
+    from lipsync_cli import frames as framing
+
+    fps = Fraction(cfg.fps).limit_denominator(1001) if info.is_image else info.fps
+    n_out = max(1, round(len(speech) / mel_frontend.SAMPLE_RATE * fps))
+    return fps, framing.source_plan(n_out, 1 if info.is_image else info.n_frames, cfg.loop)
+
+
+def prepare_references(video: Path, info, track, generator, stages) -> None:
+    """Hand the generator its reference crops for this clip, when its family takes references."""
+    refs = generator.reference_plan(track)
+    if refs is not None:
+        with stages.time("refs"):
+            generator.set_references(frame_crops(video, info, track, refs[0], generator.crop), refs[1])
+
+
+def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, stages, cfg: DubConfig) -> None:
+    """Pass 2: decode the planned source frames in chunks, edit the mouths, encode."""
+    from lipsync_cli import frames as framing
+
+    shape = (info.height, info.width, 3)
+    stages.bar("dub", len(plan))
+    with framing.FrameSource(_decode(video, info), int(plan.max()) + 1, shape, framing.is_monotonic(plan)) as source:
+        for part in framing.chunks(len(plan), chunk_size(cfg.chunk_frames, shape)):
+            rows = plan[part]
+            with stages.time("decode"):
+                frames = source.take(rows)
+            frames = edit_frames(frames, track, rows, edit[rows], mels[part], generator, stages)
+            with stages.time("encode"):
+                for frame in frames:
+                    writer.write(frame)
+            stages.advance("dub", len(frames))
+
+
+def summarise(out: Path, video: Path, plan, edit, cfg: DubConfig, detector, stages) -> DubResult:
+    """The run's result, its summary line and the licence line of the models it used."""
+    from lipsync_cli import weights
+
+    edited = int(np.count_nonzero(edit[plan] > 0))
+    models = [*weights.model_entries(cfg.model), *(detector.weights if detector else ())]
+    result = DubResult(out, len(plan), edited, dict(stages.seconds), detector.name if detector else "box",
+                       weights.licence_notice(models))
+    if edited == 0:
+        stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
+    stages.print(result.summary())
+    if result.licence_notice:
+        stages.print(result.licence_notice)
     return result
 
 
@@ -186,15 +207,6 @@ def track_edit_weights(track, cfg: DubConfig) -> np.ndarray:
     from lipsync_cli.faces import track as tracking
 
     return tracking.edit_weights(track, cfg.faces.crossfade_frames)
-
-
-def reference_crops(video: Path, info, track, size: int, n_refs: int) -> np.ndarray:
-    """Refs family: the K KMeans-chosen reference crops of this clip, (K, S, S, 3) uint8 RGB."""
-    from lipsync_cli import references
-    from lipsync_cli.faces.crop import crop
-
-    picks = references.select_references(track.landmarks, track.boxes, k=n_refs)
-    return frame_crops(video, info, track, picks, lambda frame, box: crop(frame, box, size))
 
 
 def frame_crops(video: Path, info, track, picks, crop_fn) -> np.ndarray:

@@ -66,7 +66,8 @@ class MuseTalkGenerator(Generator):
         return muse_crop.crop(frame, box, self.size)
 
     def reference_plan(self, track):
-        """(picks, assign) for `--reference kmeans`, None for `same` (each frame is its own reference)."""
+        """(picks, assign) for `--reference kmeans` (each source frame uses its cluster's reference), None for
+        `same` (each frame is its own reference)."""
         if self.cfg.reference != "kmeans":
             return None
         from lipsync_cli.musetalk.references import reference_plan

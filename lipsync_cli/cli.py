@@ -8,7 +8,7 @@ lipsync_cli.errors; a traceback only with -v/--verbose.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import List, Literal, Optional, Tuple
 
@@ -200,6 +200,12 @@ def _per_arch(field: str) -> str:
     return ", ".join(f"{getattr(train_defaults(arch), field):g} {arch}" for arch in ("wav2lip", "refs"))
 
 
+def _trainer_settings(model: str, options: dict) -> TrainConfig:
+    """The TrainConfig of a train command: its options named as TrainConfig fields, over `model`'s defaults."""
+    names = {f.name for f in fields(TrainConfig)}
+    return train_defaults(model, **{k: v for k, v in options.items() if k in names})
+
+
 @train_app.command("expert")
 def train_expert(
     data: Path = typer.Argument(..., help="Dataset folder written by `lipsync preprocess`."),
@@ -210,7 +216,7 @@ def train_expert(
     val_every: int = ValEveryOpt,
     ckpt_every: int = CkptEveryOpt,
     device: str = TrainDeviceOpt,
-    workers: int = WorkersOpt,
+    num_workers: int = WorkersOpt,
     seed: int = SeedOpt,
     resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
@@ -218,9 +224,7 @@ def train_expert(
     """Train the Wav2Lip-compatible lip-sync expert."""
     from lipsync_cli.train import train_expert as run
 
-    cfg = train_defaults("expert", batch_size=batch_size, lr=lr, max_steps=max_steps, val_every=val_every,
-                         ckpt_every=ckpt_every, device=device, num_workers=workers, seed=seed, resume=resume)
-    run(data, run_dir, cfg, ExpertConfig(), quiet=quiet)
+    run(data, run_dir, _trainer_settings("expert", locals()), ExpertConfig(), quiet=quiet)
 
 
 @train_app.command("generator")
@@ -250,7 +254,7 @@ def train_generator(
     mask_head: bool = typer.Option(REFS.mask_head, "--mask-head/--no-mask-head", help="refs: predict the blend mask (off: landmark mask, ablation)."),
     residual: bool = typer.Option(REFS.residual, "--residual/--no-residual", help="refs: residual encoder blocks (off: plain, ablation)."),
     device: str = TrainDeviceOpt,
-    workers: int = WorkersOpt,
+    num_workers: int = WorkersOpt,
     seed: int = SeedOpt,
     resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
@@ -261,9 +265,7 @@ def train_generator(
     refs = RefsConfig(n_refs=refs_k, base=base, perceptual=perceptual, reference_mode=reference_mode,
                       attention=attention, mask_head=mask_head, residual=residual)
     gen_cfg = GeneratorConfig(arch=arch, refs=refs, gan=gan, sync_threshold=sync_threshold)
-    cfg = train_defaults(arch, batch_size=batch_size, lr=lr, max_steps=max_steps, val_every=val_every,
-                         ckpt_every=ckpt_every, device=device, num_workers=workers, seed=seed, resume=resume)
-    run(data, run_dir, cfg, gen_cfg, expert, quiet=quiet)
+    run(data, run_dir, _trainer_settings(arch, locals()), gen_cfg, expert, quiet=quiet)
 
 
 @app.command()

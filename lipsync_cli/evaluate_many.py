@@ -84,7 +84,7 @@ def print_many(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from lipsync_cli.evaluate import _fmt
+    from lipsync_cli.evaluate_report import fmt
 
     console = Console()
     table = Table(title=f"{result['mean']['videos']} videos (mean: each video counts once)")
@@ -92,11 +92,11 @@ def print_many(result: dict) -> None:
         table.add_column(key, justify="left" if key == "video" else "right")
     for r in result["videos"]:
         s = r["sync"]
-        table.add_row(Path(r["video"]).name, *(_fmt(s.get(k)) for k in ("lse_d", "lse_c", "av_offset_frames",
+        table.add_row(Path(r["video"]).name, *(fmt(s.get(k)) for k in ("lse_d", "lse_c", "av_offset_frames",
                                                                           "expert_sync_distance", "expert_sync_confidence")))
     m = result["mean"]
-    table.add_row("mean", _fmt(m["lse_d"]), _fmt(m["lse_c"]), "", _fmt(m["expert_sync_distance"]),
-                  _fmt(m["expert_sync_confidence"]))
+    table.add_row("mean", fmt(m["lse_d"]), fmt(m["lse_c"]), "", fmt(m["expert_sync_distance"]),
+                  fmt(m["expert_sync_confidence"]))
     console.print(table)
     for f in result["failed"]:
         console.print(f"not measured: {f['video']}: {f['error']}")

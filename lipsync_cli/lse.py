@@ -133,7 +133,7 @@ def print_lse(console, lse: dict) -> None:
     """The papers' figures (original SyncNet): whole span, then per second."""
     from rich.table import Table
 
-    from lipsync_cli.evaluate import _fmt
+    from lipsync_cli.evaluate_report import fmt
 
     if lse.get("weights") is None:
         console.print(f"LSE-D / LSE-C (original SyncNet): not measured ({lse.get('skipped')})")
@@ -144,11 +144,11 @@ def print_lse(console, lse: dict) -> None:
                         "+ offset = audio early)")
     for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
         table.add_column(key, justify="right")
-    table.add_row(*(_fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))
+    table.add_row(*(fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))
     console.print(table)
     seconds = Table(title="LSE per second (confidence = LSE-C of the windows starting in that second)")
     for key in ("second", "LSE-C", "LSE-D", "AV offset frames", "windows"):
         seconds.add_column(key, justify="right")
     for row in lse["per_second"]:
-        seconds.add_row(*(_fmt(row[k]) for k in ("second", "lse_c", "lse_d", "av_offset_frames", "windows")))
+        seconds.add_row(*(fmt(row[k]) for k in ("second", "lse_c", "lse_d", "av_offset_frames", "windows")))
     console.print(seconds)

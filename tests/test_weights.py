@@ -1,4 +1,4 @@
-"""weights.py: manifest, resolution order, checksums, licence gate, offline behaviour, CLI, packaging.
+"""lipsync_cli.weights: manifest, resolution order, checksums, licence gate, offline behaviour, CLI, packaging.
 
 No test touches the network: an autouse fixture makes every socket connect fail, and downloads go through a
 monkeypatched huggingface_hub.hf_hub_download that writes local bytes.
@@ -74,7 +74,7 @@ def manifest(monkeypatch):
         specs.update({spec.name: spec for spec in entries})
         return specs
 
-    monkeypatch.setattr(weights, "_manifest", lambda: specs)
+    monkeypatch.setattr(weights.manifest, "_manifest", lambda: specs)
     return install
 
 
@@ -101,7 +101,7 @@ def hub(monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
-    monkeypatch.setattr(weights, "_reachable", lambda host, port=443: True)
+    monkeypatch.setattr(weights.network, "_reachable", lambda host, port=443: True)
     return fake
 
 
@@ -211,7 +211,7 @@ def test_corrupt_file_in_weights_dir_is_not_replaced_by_silent_fallback(env, man
 def test_size_mismatch_fails_before_hashing(env, manifest, monkeypatch):
     manifest(toy_spec(size=len(GOOD) + 1))
     write(env / "cache" / "toy.pth")
-    monkeypatch.setattr(weights, "sha256_of", lambda path: pytest.fail("hashed despite a wrong size"))
+    monkeypatch.setattr(weights.verify, "sha256_of", lambda path: pytest.fail("hashed despite a wrong size"))
     with pytest.raises(WeightsError, match="size"):
         weights.resolve("toy")
 
@@ -356,7 +356,7 @@ def test_url_download_streams_to_temp_then_renames(env, manifest, monkeypatch, h
     files, base = http_files
     files["/files/toy.pth"] = GOOD
     manifest(toy_spec(repo_id="", repo_file="", url=f"{base}/files/toy.pth"))
-    monkeypatch.setattr(weights, "_reachable", lambda host, port=443: host == "127.0.0.1")
+    monkeypatch.setattr(weights.network, "_reachable", lambda host, port=443: host == "127.0.0.1")
     path = weights.resolve("toy")
     assert path.read_bytes() == GOOD and [p.name for p in path.parent.iterdir()] == ["toy.pth"]
 
@@ -364,7 +364,7 @@ def test_url_download_streams_to_temp_then_renames(env, manifest, monkeypatch, h
 def test_url_download_that_fails_verification_or_404s_leaves_nothing(env, manifest, monkeypatch, http_files):
     files, base = http_files
     files["/files/toy.pth"] = BAD
-    monkeypatch.setattr(weights, "_reachable", lambda host, port=443: host == "127.0.0.1")
+    monkeypatch.setattr(weights.network, "_reachable", lambda host, port=443: host == "127.0.0.1")
     for url, needle in ((f"{base}/files/toy.pth", "failed verification"), (f"{base}/missing.pth", "404")):
         manifest(toy_spec(repo_id="", repo_file="", url=url))
         with pytest.raises(WeightsError, match=needle):
@@ -389,7 +389,7 @@ def test_prepare_face_alignment_makes_face_alignment_find_files_offline(env, mon
         write(env / "cache" / spec.filename, blobs[name])
     toys = {name: toy_spec(name, filename=spec.filename, url=spec.url, repo_id="", repo_file="", sha256=sha(blobs[name]))
             for name, spec in real.items()}
-    monkeypatch.setattr(weights, "_manifest", lambda: toys)
+    monkeypatch.setattr(weights.manifest, "_manifest", lambda: toys)
     hub_dir = env / "torch_hub"
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub_dir))
     monkeypatch.setattr(fa_utils, "get_dir", lambda: str(hub_dir))

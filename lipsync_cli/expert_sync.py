@@ -1,0 +1,150 @@
+"""Sync scored by OUR lip-sync expert: face crops and speech → embeddings → distance per offset → figures.
+
+Sync follows SyncNet's evaluation recipe but with OUR expert, so the numbers are named
+expert_sync_distance / expert_sync_confidence, never LSE-D / LSE-C (papers compute those with the
+original SyncNet, whose scale differs): the face track gives a lower-half crop per frame, the expert
+embeds every 5-frame window and the mel window at each offset of −15…+15 frames, the distance is
+averaged over windows per offset, and the report gives the smallest mean distance, the confidence
+(median − min over offsets) and the best offset, over the whole video and per second.
+
+Offsets are in frames of EXPERT_FPS video; a positive offset means the audio lags the picture.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from lipsync_cli.config import PreprocessConfig
+from lipsync_cli.errors import InputError
+from lipsync_cli.timing import EXPERT_FRAMES as WINDOW
+
+# experts are trained on clips resampled to the dataset rate (5 frames ↔ 16 mel frames = 0.2 s at 25 fps),
+# so videos are decoded at that rate too, whatever their own
+EXPERT_FPS = PreprocessConfig.fps
+MAX_OFFSET = 15  # offsets searched: −15…+15 frames (±0.6 s), SyncNet's vshift
+BATCH = 64  # windows per expert forward pass
+
+
+def lower_halves(frames: Iterator[np.ndarray], track, size: int) -> np.ndarray:
+    """(N, size/2, size, 3) uint8 RGB: the lower half of each frame's face crop (what the expert sees);
+    zeros where there is no face (those windows are dropped later)."""
+    from lipsync_cli.faces.crop import crop
+
+    out = np.zeros((len(track.boxes), size // 2, size, 3), np.uint8)
+    for i, frame in zip(range(len(out)), frames):
+        if np.isfinite(track.boxes[i]).all():
+            out[i] = crop(frame, track.boxes[i], size)[size // 2:]
+    return out
+
+
+# ---- the expert's embeddings ---------------------------------------------------------------------
+
+
+def embed(net, crops: np.ndarray, has_face: np.ndarray, wav: np.ndarray,
+          device: str) -> tuple[np.ndarray, np.ndarray]:
+    """(video_emb (N-4, D), audio_emb (M, D)) float64, L2-normalised.
+
+    crops (N, S/2, S, 3) uint8 RGB lower halves; has_face (N,) bool.
+    video_emb[i] embeds frames i..i+4 (NaN when one of them has no face); audio_emb[j] embeds the mel window
+    starting at frame j's time, for every frame time whose full window lies inside the audio, up to MAX_OFFSET
+    frames past the video's end.
+    """
+    from lipsync_cli import timing
+    from lipsync_cli.audio import log_mel
+
+    n_win = len(crops) - WINDOW + 1
+    if n_win < 1:
+        raise InputError(f"the video has {len(crops)} frames at {EXPERT_FPS} fps; evaluate needs at least {WINDOW}")
+    mel = log_mel(wav)  # (80, T) float32
+    n_audio = _full_mel_windows(mel.shape[1], n_win + MAX_OFFSET)
+    if n_audio < 1:
+        raise InputError(f"the audio is shorter than one {WINDOW}-frame window; pass longer speech")
+    mels = timing.mel_windows(mel, timing.frame_times(n_audio, EXPERT_FPS))  # (M, 80, 16) float32
+    windows = _stack_windows(crops, n_win)  # (N-4, 15, S/2, S) uint8, frame-major then RGB
+    video_emb, audio_emb = _run_expert(net, windows, mels, device)
+    complete = np.array([has_face[i:i + WINDOW].all() for i in range(n_win)])
+    video_emb[~complete] = np.nan
+    return video_emb, audio_emb
+
+
+def _full_mel_windows(n_mel: int, limit: int) -> int:
+    """How many frame times (0, 1/fps, …) have a whole mel window inside n_mel mel frames (≤ limit)."""
+    from lipsync_cli import timing
+
+    n = 0
+    while n < limit and timing.mel_index(n / EXPERT_FPS) + timing.MEL_WINDOW <= n_mel:
+        n += 1
+    return n
+
+
+def _stack_windows(crops: np.ndarray, n_win: int) -> np.ndarray:
+    """(N, H, W, 3) → (n_win, 3*WINDOW, H, W): frames i..i+4 on channels, as the expert was trained."""
+    idx = np.arange(n_win)[:, None] + np.arange(WINDOW)[None, :]
+    win = crops[idx]  # (n_win, 5, H, W, 3)
+    return win.transpose(0, 1, 4, 2, 3).reshape(n_win, 3 * WINDOW, crops.shape[1], crops.shape[2])
+
+
+def _run_expert(net, windows: np.ndarray, mels: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embed face windows and mel windows in batches. The expert's forward takes both at once, so
+    the shorter side of a batch is padded with zeros and the padding's embeddings are discarded."""
+    import torch
+
+    n, m = len(windows), len(mels)
+    video, audio = [], []
+    with torch.inference_mode():
+        for start in range(0, max(n, m), BATCH):
+            stop = min(start + BATCH, max(n, m))
+            faces = _padded(windows[start:stop], stop - start)
+            mel = _padded(mels[start:stop], stop - start)
+            face_t = torch.from_numpy(faces).to(device).float() / 255.0  # (B, 15, S/2, S) in [0, 1], RGB
+            mel_t = torch.from_numpy(mel).to(device).float().unsqueeze(1)  # (B, 1, 80, 16)
+            a, v = net(mel_t, face_t)
+            video.append(v[: max(0, min(stop, n) - start)].double().cpu().numpy())
+            audio.append(a[: max(0, min(stop, m) - start)].double().cpu().numpy())
+    return np.concatenate(video), np.concatenate(audio)
+
+
+def _padded(x: np.ndarray, rows: int) -> np.ndarray:
+    if len(x) == rows:
+        return x
+    pad = np.zeros((rows - len(x),) + x.shape[1:], x.dtype)
+    return np.concatenate([x, pad])
+
+
+# ---- the figures ---------------------------------------------------------------------------------
+
+
+def sync_report(video_emb: np.ndarray, audio_emb: np.ndarray) -> dict:
+    """Whole-video sync numbers (SyncNet recipe, our expert) plus the expert's loss at offset 0."""
+    from lipsync_cli import metrics
+
+    summary = metrics.sync_summary(metrics.offset_distances(video_emb, audio_emb, MAX_OFFSET), MAX_OFFSET)
+    out = _named(summary)
+    out["expert_sync_loss"] = metrics.expert_loss(video_emb, audio_emb)
+    return out
+
+
+def per_second(video_emb: np.ndarray, audio_emb: np.ndarray) -> list[dict]:
+    """The same numbers for the windows starting in each second of video (where sync breaks)."""
+    from lipsync_cli import metrics
+
+    dist = metrics.offset_distances(video_emb, audio_emb, MAX_OFFSET)
+    rows = []
+    for start in range(0, len(dist), EXPERT_FPS):
+        block = metrics.sync_summary(dist[start:start + EXPERT_FPS], MAX_OFFSET)
+        rows.append({"second": start // EXPERT_FPS, **_named(block)})
+    return rows
+
+
+def _named(summary: dict) -> dict:
+    """metrics.sync_summary's keys → report keys that cannot be mistaken for the papers' LSE-D/LSE-C."""
+    frames = summary["offset_frames"]
+    return {
+        "expert_sync_distance": summary["distance"],
+        "expert_sync_confidence": summary["confidence"],
+        "offset_frames": frames,
+        "offset_ms": None if frames is None else round(1000.0 * frames / EXPERT_FPS),
+        "windows": summary["windows"],
+    }

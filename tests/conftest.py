@@ -125,13 +125,15 @@ def face_image(tmp_path_factory) -> Path:
 
 
 def ffprobe_streams(path: Path) -> dict:
-    """{'video': {...}, 'audio': {...}, 'format': {...}} from ffprobe (the system one: CI installs it)."""
+    """{'video': {...}, 'audio': {...}, 'format': {...}} from ffprobe (the system one: CI installs it), packets
+    counted (nb_read_packets)."""
     import json
 
     exe = shutil.which("ffprobe")
     if exe is None:
         pytest.skip("ffprobe not installed (apt-get install ffmpeg)")
-    out = subprocess.run([exe, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+    out = subprocess.run([exe, "-v", "error", "-count_packets", "-show_streams", "-show_format", "-of", "json",
+                          str(path)],
                          check=True, capture_output=True, text=True).stdout
     info = json.loads(out)
     streams = {s["codec_type"]: s for s in info["streams"]}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from conftest import ffprobe_streams, shared_path
 from lipsync_cli import media
 from lipsync_cli.errors import InputError, InternalError
 from lipsync_cli.media import decode, sources, tools
@@ -137,14 +137,8 @@ def test_probe_needs_no_ffmpeg_on_path(monkeypatch):
                                   "09_syncnet_reference_example.avi", "12b_edge_no_video_stream.avi"])
 def test_stream_facts_agree_with_ffprobe(name):
     """ffprobe (another program, the system's libav) is the reference for what PyAV reads."""
-    import json
-
-    if shutil.which("ffprobe") is None:
-        pytest.skip("ffprobe not installed (apt-get install ffmpeg)")
     path = shared_path("media", name)
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_streams", "-of", "json", str(path)],
-                         check=True, capture_output=True, text=True).stdout
-    streams = {s["codec_type"]: s for s in json.loads(out)["streams"]}
+    streams = ffprobe_streams(path)
     facts = sources.read_container(path)
     for kind, got in (("video", facts.video), ("audio", facts.audio)):
         if kind not in streams:

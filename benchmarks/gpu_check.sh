@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # One prepared check for a lent CUDA machine (the device tool), within ~8 minutes: installs nothing beyond the
-# project (wheels carried in .whl/ by benchmarks/gpu_wheels.sh), runs the CUDA tests and the GPU benchmarks,
+# project (packages carried in .whl/site.tar.xz by benchmarks/gpu_wheels.sh), runs the CUDA tests and the GPU benchmarks,
 # and prints one table (benchmarks/gpu_check.py). Usage there:  bash benchmarks/gpu_check.sh   (OUT=dir for logs)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+if [ -f .whl/site.tar.xz ]; then  # the packages the image lacks (benchmarks/gpu_wheels.sh)
+    mkdir -p /tmp/site && tar -xJf .whl/site.tar.xz -C /tmp/site || exit 1
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1

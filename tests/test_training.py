@@ -191,7 +191,8 @@ def test_kill9_then_resume_continues_exactly(synthetic_data, tmp_path):
     run = tmp_path / "run"
     proc = _cli(*_train_args(synthetic_data, run, steps=10_000, ckpt_every=2))
     deadline = time.time() + 240
-    while not list(run.glob("step_00000004.pt")) and proc.poll() is None and time.time() < deadline:
+    # step files are written before last.pt: once step 6's exists, last.pt holds step 4 or later
+    while not list(run.glob("step_00000006.pt")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

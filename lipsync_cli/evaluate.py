@@ -47,19 +47,17 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
     if many.is_many(Path(video)):  # a test set: each video against its own audio, then the mean
         if audio is not None:
             raise UsageError("--audio applies to one video; a folder or list is measured against each video's own audio")
-        result = many.measure_many(many.items(Path(video), Path(reference) if reference else None),
+        report = many.measure_many(many.items(Path(video), Path(reference) if reference else None),
                                    lambda v, ref: measure(v, None, ref, expert, detector, device, box, face, lse_cfg))
-        if as_json:
-            print(to_json(result))
-        else:
-            many.print_many(result)
-        return result
-    report = measure(Path(video), Path(audio) if audio else None, Path(reference) if reference else None,
-                     expert, detector, device, box, face, lse_cfg)
+        show = many.print_many
+    else:
+        report = measure(Path(video), Path(audio) if audio else None, Path(reference) if reference else None,
+                         expert, detector, device, box, face, lse_cfg)
+        show = print_report
     if as_json:
         print(to_json(report))
     else:
-        print_report(report)
+        show(report)
     return report
 
 

@@ -138,7 +138,7 @@ class Models:
             from lipsync_cli.inference import load_generator
 
             c = self.cfg
-            self._generator = load_generator(c.model, c.device, c.precision, c.batch_size, c.musetalk)
+            self._generator = load_generator(c.model, c.device, c.precision, c.batch_size, c.musetalk, c.latentsync)
             PROCESS_LOADS["generator"] += 1
         return self._generator
 

@@ -149,6 +149,20 @@ class Generator:
 
         return crop(frame, box, self.size)
 
+    def crop_at(self, frame: np.ndarray, track, row: int) -> np.ndarray:
+        """The model crop of source frame `row` of the clip's face track."""
+        return self.crop(frame, track.boxes[row])
+
+    def paste_back(self, frame: np.ndarray, generated: np.ndarray, mask: Optional[np.ndarray], track, row: int,
+                   weight: float) -> np.ndarray:
+        """frame (H, W, 3) uint8 RGB with the generated crop of source frame `row` blended in (weight 0..1)
+        inside a feathered lower-face mask (or the crop's predicted `mask`, (S, S) float32)."""
+        from lipsync_cli import blend
+
+        box, marks = track.boxes[row], track.landmarks[row]
+        lower = blend.lower_face_mask(box, marks, frame.shape, predicted=mask)
+        return blend.paste_back(frame, generated, box, lower * weight)
+
     def __call__(self, mels: np.ndarray, crops: np.ndarray,
                  sources: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """mels (N, 80, 16) float32 (MuseTalk: (N, 50, 384) whisper contexts), crops (N, S, S, 3) uint8 RGB,
@@ -211,15 +225,22 @@ def _empty_cache(device: str) -> None:
 
 
 def load_generator(name_or_path: str, device: str = "auto", precision: str = "auto", batch_size: int = 32,
-                   musetalk=None) -> Generator:
+                   musetalk=None, latentsync=None) -> Generator:
     """Resolve a weights name or path, load it as a generator, place it on the chosen device.
 
-    `musetalk` (a config.MuseTalkConfig) applies when the name is "musetalk" or the path a folder."""
+    `musetalk` (a config.MuseTalkConfig) applies when the name is "musetalk" or the path a MuseTalk folder;
+    `latentsync` (a config.LatentSyncConfig) to "latentsync", "latentsync-1.5" or a LatentSync folder."""
     from lipsync_cli import weights
+    from lipsync_cli.generators.latentsync.files import is_latentsync
     from lipsync_cli.models import load_checkpoint
     from lipsync_cli.musetalk.files import is_musetalk
 
     dev = pick_device(device)
+    if is_latentsync(name_or_path):
+        from lipsync_cli.config import LatentSyncConfig
+        from lipsync_cli.generators.latentsync.generator import load_latentsync
+
+        return load_latentsync(str(name_or_path), dev, precision, batch_size, latentsync or LatentSyncConfig())
     if is_musetalk(name_or_path):
         from lipsync_cli.config import MuseTalkConfig
         from lipsync_cli.musetalk.generator import load_musetalk

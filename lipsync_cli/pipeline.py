@@ -158,7 +158,7 @@ def check_speech(speech: np.ndarray, path: Path) -> None:
 def _load_generator(cfg: DubConfig):
     from lipsync_cli.inference import load_generator
 
-    return load_generator(cfg.model, cfg.device, cfg.precision, cfg.batch_size, cfg.musetalk)
+    return load_generator(cfg.model, cfg.device, cfg.precision, cfg.batch_size, cfg.musetalk, cfg.latentsync)
 
 
 def _decode(video: Path, info):
@@ -227,12 +227,11 @@ def edit_frames(frames, track, rows, weights, mels, generator, stages) -> list:
     if not todo:
         return frames
     with stages.time("crop"):
-        crops = np.stack([generator.crop(frames[j], track.boxes[rows[j]]) for j in todo])
+        crops = np.stack([generator.crop_at(frames[j], track, rows[j]) for j in todo])
     with stages.time("generate"):
         generated, masks = generator(mels[todo], crops, sources=np.asarray(rows)[todo])
     with stages.time("blend"):
         for n, j in enumerate(todo):
-            box, marks = track.boxes[rows[j]], track.landmarks[rows[j]]
-            mask = blend.lower_face_mask(box, marks, frames[j].shape, predicted=None if masks is None else masks[n])
-            frames[j] = blend.paste_back(frames[j], generated[n], box, mask * weights[j])
+            mask = None if masks is None else masks[n]
+            frames[j] = generator.paste_back(frames[j], generated[n], mask, track, rows[j], weights[j])
     return frames

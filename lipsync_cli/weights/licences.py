@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from lipsync_cli.errors import WeightsError
+from lipsync_cli.generators.latentsync.files import entries as latentsync_entries
+from lipsync_cli.generators.latentsync.files import is_latentsync
 from lipsync_cli.weights.env import env_flag
 from lipsync_cli.weights.manifest import WeightSpec, entry, family, looks_like_path, names, names_where
 
@@ -36,6 +38,8 @@ def model_entries(name_or_path: str | os.PathLike) -> list[str]:
     text = str(name_or_path)
     if text in names():
         return [text]
+    if is_latentsync(text):
+        return latentsync_entries(text)
     path = Path(text).expanduser()
     if path.is_dir():
         return family("musetalk")

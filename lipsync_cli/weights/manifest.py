@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from lipsync_cli.errors import UsageError
+from lipsync_cli.generators.latentsync.files import NAMES as LATENTSYNC_NAMES
+from lipsync_cli.generators.latentsync.files import entries as latentsync_entries
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def expand(selected: Iterable[str]) -> list[str]:
     """Entry names, where a family name given as `--model` (e.g. "musetalk") stands for all its parts."""
     out = []
     for name in selected:
-        parts = family(name) if name not in _manifest() else []
+        parts = [] if name in _manifest() else latentsync_entries(name) if name in LATENTSYNC_NAMES else family(name)
         out.extend(parts or [name])
     return out
 

@@ -72,6 +72,13 @@ def is_latentsync(name_or_path) -> bool:
     return path.name == UNET_FILE
 
 
+def entries(name_or_path) -> list[str]:
+    """The weights.toml entries a --model value of this family stands for (a folder: the 1.6 ones, whose terms
+    are the same as 1.5's)."""
+    unet = UNET_ENTRY.get(str(name_or_path), UNET_ENTRY["latentsync"])
+    return [unet, WHISPER_ENTRY, MASK_ENTRY, *VAE_ENTRIES]
+
+
 def locate(name_or_path) -> LatentSyncFiles:
     """The part files of a checkpoints folder, or of the weights.toml entries (verified, downloaded)."""
     text = str(name_or_path)

@@ -24,7 +24,7 @@ import numpy as np
 
 from lipsync_cli.errors import InputError, WeightsError
 from lipsync_cli.generators.latentsync import unet as unet_mod
-from lipsync_cli.musetalk.files import load_strict, read_state, rename_old_vae_attention
+from lipsync_cli.musetalk.files import read_state, rename_old_vae_attention
 
 INSTALL_HINT = 'pip install "lipsync-cli[latentsync]"'
 NAMES = {"latentsync": 512, "latentsync-1.5": 256}  # --model names → model resolution (1.6 and 1.5)
@@ -169,18 +169,19 @@ def load(files: LatentSyncFiles, device: str = "cpu") -> LatentSyncNetworks:
         raise WeightsError(f"LatentSync needs diffusers and transformers ({err.name} is not installed): "
                            f"{INSTALL_HINT}") from None
     model = read_config(files.config)[0] if files.config else published_config()
+    state = _unet_state(files.unet)  # first: a wrong file fails before any network is built
     encoder = load_whisper(files.whisper)
     if encoder.config.d_model != model["cross_attention_dim"]:
         raise InputError(f"{files.whisper.name} is {encoder.config.d_model} wide but the UNet attends to "
                          f"{model['cross_attention_dim']}-wide audio: pass the whisper file of this checkpoint")
-    nets = [load_unet(files.unet, model), load_vae(files.vae_config, files.vae_weights), encoder]
+    nets = [load_unet(files.unet, model, state), load_vae(files.vae_config, files.vae_weights), encoder]
     unet, vae, encoder = (net.to(device).eval() for net in nets)
     return LatentSyncNetworks(unet, vae, encoder, read_mask(files.mask), files.resolution)
 
 
-def load_unet(path: Path, model: dict):
+def load_unet(path: Path, model: dict, state: Optional[dict] = None):
     """latentsync_unet.pt → UNetMotionModel with upstream's GroupNorms, every entry loaded."""
-    state = _unet_state(path)
+    state = _unet_state(path) if state is None else state
     try:
         unet = unet_mod.build(model)
     except (KeyError, ValueError) as err:
@@ -251,6 +252,17 @@ def load_vae(config: Path, weights_file: Path):
     vae = AutoencoderKL.from_config(cfg)
     load_strict(vae, rename_old_vae_attention(read_state(weights_file)), weights_file, "VAE")
     return vae
+
+
+def load_strict(module, state: dict, path: Path, what: str) -> None:
+    """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump."""
+    from lipsync_cli.models.checkpoint import state_mismatch
+
+    problem = state_mismatch(module.state_dict(), state)
+    if problem:
+        raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({problem}): pass the "
+                         "published LatentSync files, or a config.yaml that describes this network")
+    module.load_state_dict(state, strict=True)
 
 
 def read_mask(path: Path) -> np.ndarray:

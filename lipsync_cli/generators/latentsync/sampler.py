@@ -57,7 +57,7 @@ class Conditioning:
     reference: object  # (1, 4, F, h, w) float32: latents of the unmasked faces (each frame is its own reference)
     context: object  # (F, 50, 384) float32 whisper contexts
 
-    def unet_input(self, latents, guided: bool):
+    def unet_input(self, latents):
         """(B, 4, F, h, w) latents → (B, 13, F, h, w); B = 2 with guidance (both halves share everything)."""
         import torch
 
@@ -78,7 +78,7 @@ def predict_noise(unet, latents, t, cond: Conditioning, guidance: float):
 
     guided = guidance > 1
     x = torch.cat([latents, latents]) if guided else latents
-    x = cond.unet_input(x, guided).to(next(unet.parameters()).dtype)
+    x = cond.unet_input(x).to(next(unet.parameters()).dtype)
     ctx = cond.contexts(guided).to(x.dtype)
     noise = unet(x, t, encoder_hidden_states=ctx).sample.float()
     if not guided:

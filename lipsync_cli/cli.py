@@ -107,6 +107,7 @@ def dub(
     seed: int = typer.Option(DUB.latentsync.seed, "--seed", help="LatentSync: seed of its noise and VAE draws (same seed, same output)."),
     steps: int = typer.Option(DUB.latentsync.steps, "--steps", min=1, max=1000, help="LatentSync: DDIM denoising steps."),
     guidance: float = typer.Option(DUB.latentsync.guidance, "--guidance", min=1.0, help="LatentSync: classifier-free guidance scale (1: off, faster)."),
+    deepcache: bool = typer.Option(DUB.latentsync.deepcache, "--deepcache", help="LatentSync: the whole UNet only every 3rd step, as upstream's launchers (about 2.5x faster, approximate)."),
     device: str = typer.Option(DUB.device, "--device", help="auto, cpu or cuda[:N]."),
     precision: Precision = typer.Option(DUB.precision, "--precision",
                                         help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."),
@@ -128,9 +129,9 @@ def dub(
     from lipsync_cli.generators.latentsync.files import is_latentsync
     from lipsync_cli.musetalk.files import is_musetalk
 
-    latentsync = replace(DUB.latentsync, seed=seed, steps=steps, guidance=guidance)
+    latentsync = replace(DUB.latentsync, seed=seed, steps=steps, guidance=guidance, deepcache=deepcache)
     if latentsync != DUB.latentsync and not is_latentsync(model):
-        raise UsageError("--seed, --steps and --guidance apply only to --model latentsync, latentsync-1.5 or a "
+        raise UsageError("--seed, --steps, --guidance and --deepcache apply only to --model latentsync, latentsync-1.5 or a "
                          "LatentSync checkpoints folder")
     if reference != DUB.musetalk.reference and (is_latentsync(model) or not is_musetalk(model)):
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")

@@ -276,6 +276,17 @@ def test_three_step_loop_on_the_partial_window(nets, vec):
     assert (vec["cfg_latents"][0] == vec["init_noise"][0, :, 0][None]).all()  # one noise for every frame
 
 
+def test_deepcache_loop_on_the_partial_window(nets, vec):
+    """--deepcache: step 0 runs the whole UNet, steps 1 and 2 only its shallow branch on the kept features."""
+    frames = slice(16, 20)
+    with torch.inference_mode():
+        out = sampler.denoise(nets.unet, sampler.scheduler(3), frames_last(vec["deepcache_latents"][0][frames]),
+                              conditioning(vec, frames), guidance=1.5, deepcache=True)
+    want = frames_last(vec["deepcache_latents"][-1][frames]).numpy()
+    np.testing.assert_allclose(out.numpy(), want, atol=1e-4)
+    assert np.abs(want - frames_last(vec["cfg_latents"][-1][frames]).numpy()).max() > 0.1  # not the plain run
+
+
 def test_windows_split_at_faceless_frames_and_jumps():
     from lipsync_cli.generators.latentsync.generator import runs
 
@@ -444,8 +455,9 @@ def test_missing_extra_names_the_install_command(monkeypatch, ckpt_dir):
 
 
 def test_options_of_the_family_are_refused_for_others(tmp_path, clip_and_audio, wav2lip_ckpt):
-    proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", wav2lip_ckpt, "--steps", "5")
-    assert proc.returncode == 2 and "--steps" in proc.stderr, proc.stderr
+    for flag in (["--steps", "5"], ["--deepcache"]):
+        proc = run_cli(*clip_and_audio, "-o", tmp_path / "o.mp4", "--model", wav2lip_ckpt, *flag)
+        assert proc.returncode == 2 and "--deepcache" in proc.stderr, proc.stderr
 
 
 def test_weights_entries_name_sources_and_licences(tmp_path):

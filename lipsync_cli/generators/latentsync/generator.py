@@ -145,7 +145,7 @@ class LatentSyncGenerator(Generator):
                                         torch.from_numpy(np.ascontiguousarray(contexts)).to(dev))
             latents = self.noise.to(dev).expand(1, -1, n, -1, -1)
             latents = sampler.denoise(self.nets.unet, sampler.scheduler(self.cfg.steps), latents, cond,
-                                      self.cfg.guidance)
+                                      self.cfg.guidance, self.cfg.deepcache)
             decoded = sampler.decode(self.nets.vae, latents, self.cfg.vae_frames)
             faces = paste.surround(decoded, pix.to(dev), self.mask)
         return faces.permute(0, 2, 3, 1).float().cpu().numpy()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lipsync_cli.generators.latentsync.deepcache import DeepCacheUNet
+
 LATENT_CHANNELS = 4
 SCALE = 0.18215  # the VAE's latent scale (upstream sets it; shift 0)
 # configs/scheduler_config.json of upstream, verbatim
@@ -72,26 +74,34 @@ class Conditioning:
         return torch.cat([torch.zeros_like(self.context), self.context]) if guided else self.context
 
 
-def predict_noise(unet, latents, t, cond: Conditioning, guidance: float):
-    """The guided noise prediction for (1, 4, F, h, w) latents at timestep t: both halves in one batch."""
+def predict_noise(unet, latents, t, cond: Conditioning, guidance: float, forward=None):
+    """The guided noise prediction for (1, 4, F, h, w) latents at timestep t: both halves in one batch.
+    `forward(x, t, context)` replaces the plain UNet call (DeepCache)."""
     import torch
 
     guided = guidance > 1
     x = torch.cat([latents, latents]) if guided else latents
     x = cond.unet_input(x).to(next(unet.parameters()).dtype)
     ctx = cond.contexts(guided).to(x.dtype)
-    noise = unet(x, t, encoder_hidden_states=ctx).sample.float()
+    noise = (forward(x, t, ctx) if forward else unet(x, t, encoder_hidden_states=ctx).sample).float()
     if not guided:
         return noise
     uncond, audio = noise.chunk(2)
     return uncond + guidance * (audio - uncond)
 
 
-def denoise(unet, sched, latents, cond: Conditioning, guidance: float):
-    """DDIM from `latents` (1, 4, F, h, w) float32 through every timestep of `sched`, eta 0."""
-    for t in sched.timesteps:
-        noise = predict_noise(unet, latents, t, cond, guidance)
-        latents = sched.step(noise, t, latents, eta=0.0).prev_sample
+def denoise(unet, sched, latents, cond: Conditioning, guidance: float, deepcache: bool = False):
+    """DDIM from `latents` (1, 4, F, h, w) float32 through every timestep of `sched`, eta 0; with `deepcache`
+    the UNet runs whole only every third step (deepcache.py)."""
+    cache = DeepCacheUNet(unet) if deepcache else None
+    try:
+        for i, t in enumerate(sched.timesteps):
+            forward = (lambda x, t_, ctx, i=i: cache(x, t_, ctx, i)) if cache else None
+            noise = predict_noise(unet, latents, t, cond, guidance, forward)
+            latents = sched.step(noise, t, latents, eta=0.0).prev_sample
+    finally:
+        if cache:
+            cache.close()
     return latents
 
 

@@ -126,6 +126,10 @@ def test_log_mel_features_and_chunks(nets, vec):
     times = np.arange(20) / 25.0
     np.testing.assert_array_equal(ls_audio.chunk_index(37, times), vec["audio_chunk_index"])
     np.testing.assert_array_equal(ls_audio.frame_chunks(vec["whisper_features"], times), vec["audio_chunks"])
+    lazy = ls_audio.FrameContexts(vec["whisper_features"], times)  # what the pipeline indexes
+    assert len(lazy) == 20
+    np.testing.assert_array_equal(lazy[4:9], vec["audio_chunks"][4:9])
+    np.testing.assert_array_equal(lazy[[0, 19]], vec["audio_chunks"][[0, 19]])
 
 
 def test_windows_follow_timestamps_at_ntsc():
@@ -330,6 +334,7 @@ def run_cli(*args, env=None):
                            "--device", "cpu"], capture_output=True, text=True, env=full_env)
 
 
+@pytest.mark.slow
 def test_cli_dubs_the_vfr_clip_with_a_checkpoints_folder(tmp_path, ckpt_dir):
     from lipsync_cli.media import load_audio, probe
 
@@ -348,6 +353,7 @@ def test_cli_dubs_the_vfr_clip_with_a_checkpoints_folder(tmp_path, ckpt_dir):
     assert "0 edited" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_dub_is_seeded_passes_faceless_frames_and_edits_only_the_crop(tmp_path, gen, monkeypatch):
     """In process (the mp4 is lossy): two dubs with one seed give the same frames; frames without a face are
     untouched; nothing outside the warped crop's footprint changes."""

@@ -59,8 +59,9 @@ class LatentSyncGenerator(Generator):
 
     # ------------------------------------------------------------ per-clip preparation (pipeline hooks)
 
-    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """(n,) float32 16 kHz → (N, 50, 384) float32 whisper contexts, one per frame at its timestamp."""
+    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray):
+        """(n,) float32 16 kHz → (N, 50, 384) float32 whisper contexts, one per frame at its timestamp, cut
+        when indexed (audio.FrameContexts)."""
         return ls_audio.contexts(speech, timestamps, self.nets.encoder)
 
     def face_track(self, track, frame_shape):

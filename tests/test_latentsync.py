@@ -478,3 +478,38 @@ def test_weights_entries_name_sources_and_licences(tmp_path):
     mask = weights.entry("latentsync_mask")
     assert mask.sha256 == files.MASK_SHA256 == weights.sha256_of(shared_path("reference", "latentsync", "mask.png"))
     assert weights.licence_notice(weights.model_entries("latentsync")) is None
+
+
+def test_names_read_the_weights_dir_layout(tmp_path, ckpt_dir, monkeypatch):
+    """`--model latentsync` / `latentsync-1.5` read $LIPSYNC_WEIGHTS_DIR/latentsync[-1.5]/ as upstream lays out
+    checkpoints/, with the shared sd_vae entries; the mask must match its pinned sha256."""
+    w = tmp_path / "w"
+    (w / "latentsync" / "whisper").mkdir(parents=True)
+    (w / "latentsync-1.5").mkdir()
+    (w / "musetalk" / "sd-vae").mkdir(parents=True)
+    for rel in ("latentsync_unet.pt", "whisper/tiny.pt", "mask.png"):
+        shutil.copy(ckpt_dir / rel, w / "latentsync" / rel)
+    shutil.copy(ckpt_dir / "latentsync_unet.pt", w / "latentsync-1.5" / "latentsync_unet.pt")
+    shutil.copy(ckpt_dir / "vae" / "config.json", w / "musetalk" / "sd-vae" / "config.json")
+    shutil.copy(ckpt_dir / "vae" / "diffusion_pytorch_model.safetensors",
+                w / "musetalk" / "sd-vae" / "diffusion_pytorch_model.bin")
+    monkeypatch.setenv("LIPSYNC_WEIGHTS_DIR", str(w))
+    monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
+    big, small = files.locate("latentsync"), files.locate("latentsync-1.5")
+    assert (big.resolution, small.resolution) == (512, 256) and big.config is None
+    assert big.unet == w / "latentsync" / "latentsync_unet.pt" and small.unet.parent.name == "latentsync-1.5"
+    assert big.mask == w / "latentsync" / "mask.png" and big.vae_weights.parent.name == "sd-vae"
+    (w / "latentsync" / "mask.png").write_bytes(bytes(1871))  # right size, wrong bytes
+    from lipsync_cli.errors import LipsyncError
+
+    with pytest.raises(LipsyncError, match="latentsync_mask.*failed verification"):
+        files.locate("latentsync")
+
+
+def test_missing_weights_offline_is_one_line_exit_3(tmp_path, clip_and_audio):
+    env = {"LIPSYNC_CACHE_DIR": str(tmp_path / "cache"), "LIPSYNC_OFFLINE": "1",
+           "LIPSYNC_WEIGHTS_DIR": str(tmp_path / "none")}
+    out = tmp_path / "o.mp4"
+    one_line_error(run_cli(*clip_and_audio, "-o", out, "--model", "latentsync", env=env), 3, "offline",
+                   "ByteDance/LatentSync-1.6")
+    assert not out.exists()

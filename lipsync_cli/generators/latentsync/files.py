@@ -85,9 +85,9 @@ def locate(name_or_path) -> LatentSyncFiles:
     if text in NAMES:
         from lipsync_cli import weights
 
+        unet, whisper, mask = (weights.resolve(name) for name in (UNET_ENTRY[text], WHISPER_ENTRY, MASK_ENTRY))
         vae_weights, vae_config = (weights.resolve(name) for name in VAE_ENTRIES)
-        return LatentSyncFiles(unet=weights.resolve(UNET_ENTRY[text]), whisper=weights.resolve(WHISPER_ENTRY),
-                               mask=weights.resolve(MASK_ENTRY), vae_config=vae_config, vae_weights=vae_weights,
+        return LatentSyncFiles(unet=unet, whisper=whisper, mask=mask, vae_config=vae_config, vae_weights=vae_weights,
                                resolution=NAMES[text])
     root = Path(text).expanduser()
     root = root.parent if root.is_file() else root

@@ -135,10 +135,9 @@ class Models:
 
     def generator(self):
         if self._generator is None:
-            from lipsync_cli.inference import load_generator
+            from lipsync_cli.generators.registry import load_for
 
-            c = self.cfg
-            self._generator = load_generator(c.model, c.device, c.precision, c.batch_size, c.musetalk)
+            self._generator = load_for(self.cfg)
             PROCESS_LOADS["generator"] += 1
         return self._generator
 
@@ -147,7 +146,7 @@ class Models:
             return None
         if self._detector is None:
             from lipsync_cli.faces import get_detector
-            from lipsync_cli.inference import pick_device
+            from lipsync_cli.device import pick_device
 
             self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device))
             PROCESS_LOADS["detector"] += 1

@@ -122,9 +122,9 @@ def dub(
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
-    from lipsync_cli.musetalk.files import is_musetalk
+    from lipsync_cli.generators.registry import claiming_family
 
-    if reference != DUB.musetalk.reference and not is_musetalk(model):
+    if reference != DUB.musetalk.reference and claiming_family(model) != "musetalk":
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
@@ -286,7 +286,7 @@ def evaluate(
     jpeg: bool = typer.Option(LSE.jpeg, "--jpeg/--no-jpeg", help="Upstream's JPEG round trip of every crop (published LSE numbers include it)."),
 ) -> None:
     """Measure lip-sync (LSE-D/LSE-C with the original SyncNet, our expert's distance/confidence) and, with --reference, image quality."""
-    from lipsync_cli.evaluate import evaluate as run
+    from lipsync_cli.evaluation.evaluate import evaluate as run
 
     lse = replace(LSE, weights=syncnet, face_crop=face_crop, jpeg=jpeg)
     run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device,

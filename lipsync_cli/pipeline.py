@@ -156,9 +156,9 @@ def check_speech(speech: np.ndarray, path: Path) -> None:
 
 
 def _load_generator(cfg: DubConfig):
-    from lipsync_cli.inference import load_generator
+    from lipsync_cli.generators.registry import load_for
 
-    return load_generator(cfg.model, cfg.device, cfg.precision, cfg.batch_size, cfg.musetalk)
+    return load_for(cfg)
 
 
 def _decode(video: Path, info):
@@ -197,7 +197,7 @@ def _limit(frames, n: int):
 
 
 def _detector_device(device: str) -> str:
-    from lipsync_cli.inference import pick_device
+    from lipsync_cli.device import pick_device
 
     return pick_device(device)
 

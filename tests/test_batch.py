@@ -118,13 +118,13 @@ def test_read_jobs_rejects_malformed_files(tmp_path):
 def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkeypatch):
     """Fakes for dub and the loaders: what is checked is run_batch's own bookkeeping."""
     import lipsync_cli.faces
-    import lipsync_cli.inference
+    import lipsync_cli.batch
     import lipsync_cli.pipeline
     from lipsync_cli.batch import run_batch
     from lipsync_cli.config import DubConfig, FaceConfig
 
     loads, seen = [], []
-    monkeypatch.setattr(lipsync_cli.inference, "load_generator", lambda *a: loads.append("generator") or object())
+    monkeypatch.setattr(lipsync_cli.batch, "load_for", lambda *a: loads.append("generator") or object())
     monkeypatch.setattr(lipsync_cli.faces, "get_detector", lambda *a, **k: loads.append("detector") or object())
 
     def fake_dub(video, audio, out, cfg, generator, detector):

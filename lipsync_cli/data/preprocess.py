@@ -147,7 +147,7 @@ def _init_worker(threads: int) -> None:
 
 
 def _device(name: str) -> str:
-    from lipsync_cli.inference import pick_device
+    from lipsync_cli.device import pick_device
 
     return pick_device(name)
 

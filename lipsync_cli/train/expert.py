@@ -28,14 +28,14 @@ class ExpertTask(Task):
         self.cfg = self.config = cfg
 
     def datasets(self, data: Path, seed: int) -> tuple:
-        from lipsync_cli.train.generator import NETWORK_SIZE, require_size
+        from lipsync_cli.train.wav2lip import NETWORK_SIZE, require_size
 
         stores = [ClipStore(data, split) for split in ("train", "val")]
         require_size(stores[0], NETWORK_SIZE, "the Wav2Lip-compatible expert")
         return tuple(ExpertDataset(store, seed, self.cfg.min_negative_offset) for store in stores)
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:
-        from lipsync_cli.models.syncnet import SyncNet
+        from lipsync_cli.models.lipsync_expert import SyncNet
 
         net = SyncNet().to(device)
         self.nets = {"expert": net}

@@ -91,7 +91,7 @@ class RefsTask(Task):
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:
         from lipsync_cli.models import load_checkpoint
-        from lipsync_cli.models.refs import RefsGenerator
+        from lipsync_cli.generators.refs.network import RefsGenerator
         from lipsync_cli.models.refs_discriminator import RefsDiscriminator
         from lipsync_cli.timing import EXPERT_FRAMES
 

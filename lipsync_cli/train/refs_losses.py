@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.faces.base import JAW, NOSE_TIP
 from lipsync_cli.models.blocks import EXPERT_VIEW, WAV2LIP_SIZE, lower_half
-from lipsync_cli.models.refs import gaussian_blur
+from lipsync_cli.generators.refs.network import gaussian_blur
 from lipsync_cli.train.losses import sync_bce
 
 VGG_LAYERS = (15, 22, 29)  # torchvision vgg16.features indices of relu3_3, relu4_3, relu5_3 (mid-to-high)

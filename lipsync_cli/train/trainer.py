@@ -379,8 +379,8 @@ class _StopSignals:
 
 
 def _device(name: str, local_rank: int) -> torch.device:
-    """inference.pick_device's choice; a bare "cuda" under torchrun is this process's GPU (its local rank)."""
-    from lipsync_cli.inference import pick_device
+    """device.pick_device's choice; a bare "cuda" under torchrun is this process's GPU (its local rank)."""
+    from lipsync_cli.device import pick_device
 
     name = pick_device(name)
     if name.startswith("cuda"):

@@ -43,7 +43,7 @@ class GeneratorTask(Task):
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:
         from lipsync_cli.models import load_checkpoint
-        from lipsync_cli.models.wav2lip import Wav2Lip
+        from lipsync_cli.generators.wav2lip.network import Wav2Lip
         from lipsync_cli.weights import resolve
 
         expert = load_checkpoint(resolve(self.expert), device=str(device), expect="expert")

@@ -84,7 +84,7 @@ def print_many(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from lipsync_cli.evaluate_report import fmt
+    from lipsync_cli.evaluation.report import fmt
 
     console = Console()
     table = Table(title=f"{result['mean']['videos']} videos (mean: each video counts once)")

@@ -118,7 +118,7 @@ def _padded(x: np.ndarray, rows: int) -> np.ndarray:
 
 def sync_report(video_emb: np.ndarray, audio_emb: np.ndarray) -> dict:
     """Whole-video sync numbers (SyncNet recipe, our expert) plus the expert's loss at offset 0."""
-    from lipsync_cli import metrics
+    from lipsync_cli.evaluation import metrics
 
     summary = metrics.sync_summary(metrics.offset_distances(video_emb, audio_emb, MAX_OFFSET), MAX_OFFSET)
     out = _named(summary)
@@ -128,7 +128,7 @@ def sync_report(video_emb: np.ndarray, audio_emb: np.ndarray) -> dict:
 
 def per_second(video_emb: np.ndarray, audio_emb: np.ndarray) -> list[dict]:
     """The same numbers for the windows starting in each second of video (where sync breaks)."""
-    from lipsync_cli import metrics
+    from lipsync_cli.evaluation import metrics
 
     dist = metrics.offset_distances(video_emb, audio_emb, MAX_OFFSET)
     rows = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from lipsync_cli.expert_sync import EXPERT_FPS
+from lipsync_cli.evaluation.expert_sync import EXPERT_FPS
 
 
 def to_json(report: dict) -> str:
@@ -55,7 +55,7 @@ def print_report(report: dict) -> None:
                                                  "offset_frames", "offset_ms", "windows")))
     console.print(seconds)
     if "syncnet" in report:
-        from lipsync_cli.lse import print_lse
+        from lipsync_cli.evaluation.lse import print_lse
 
         print_lse(console, report["syncnet"])
     if "silence" in report:

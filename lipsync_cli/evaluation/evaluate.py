@@ -1,12 +1,12 @@
 """`lipsync evaluate`: how well a video's lips follow its speech, and (with a reference) image quality.
 
 measure() chains the stages: load the judges, find the face over the frames, score sync with OUR expert
-(lipsync_cli/expert_sync.py: expert_sync_distance / expert_sync_confidence, never called LSE-D / LSE-C),
-then the papers' figures and, with a reference, reconstruction (lipsync_cli/reconstruction.py); the report
-is printed or written as JSON by lipsync_cli/evaluate_report.py.
+(lipsync_cli/evaluation/expert_sync.py: expert_sync_distance / expert_sync_confidence, never called LSE-D / LSE-C),
+then the papers' figures and, with a reference, reconstruction (lipsync_cli/evaluation/reconstruction.py); the report
+is printed or written as JSON by lipsync_cli/evaluation/report.py.
 
 Next to the expert's figures, the papers' LSE-D / LSE-C are measured with the original SyncNet exactly as
-upstream computes them (lipsync_cli/syncnet.py, inputs prepared by lipsync_cli/lse.py), on the same face track.
+upstream computes them (lipsync_cli/evaluation/upstream_syncnet.py, inputs prepared by lipsync_cli/evaluation/lse.py), on the same face track.
 Without SyncNet weights (offline, default --syncnet) the expert figures are still reported and the LSE
 figures are null, with a warning: a user checking a dub offline still gets an answer. Weights named
 explicitly with --syncnet must exist (exit 3 otherwise).
@@ -22,10 +22,10 @@ import numpy as np
 
 from lipsync_cli.config import FaceConfig, SyncNetConfig
 from lipsync_cli.errors import InputError, UsageError, WeightsError
-from lipsync_cli.evaluate_report import print_report, to_json
-from lipsync_cli.expert_sync import EXPERT_FPS, embed, lower_halves, per_second, sync_report
-from lipsync_cli.reconstruction import reconstruction
-from lipsync_cli.silence import silence_report
+from lipsync_cli.evaluation.report import print_report, to_json
+from lipsync_cli.evaluation.expert_sync import EXPERT_FPS, embed, lower_halves, per_second, sync_report
+from lipsync_cli.evaluation.reconstruction import reconstruction
+from lipsync_cli.evaluation.silence import silence_report
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
     face: which face is scored when several ("largest", "center" or an index), by both judges.
     syncnet: LSE-D / LSE-C settings (weights, face crop, JPEG step); default SyncNetConfig().
     """
-    from lipsync_cli import evaluate_many as many
+    from lipsync_cli.evaluation import many
 
     lse_cfg = syncnet or SyncNetConfig()
     if many.is_many(Path(video)):  # a test set: each video against its own audio, then the mean
@@ -66,7 +66,7 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
             lse_cfg: SyncNetConfig = SyncNetConfig()) -> dict:
     """The whole report as a plain dict (the JSON output)."""
     from lipsync_cli import media
-    from lipsync_cli.inference import pick_device
+    from lipsync_cli.device import pick_device
 
     dev = pick_device(device)
     net, expert_path = load_expert(expert, dev)
@@ -110,22 +110,22 @@ LSE_KEYS = ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms")  # the headlin
 def load_syncnet(weights: Optional[str], device: str):
     """(SyncNet model, its file, None), or (None, None, why) when the default weights are unavailable.
     Weights the user named explicitly are required: their WeightsError (exit 3) propagates."""
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
     from lipsync_cli import weights as registry
 
     try:
-        path = registry.resolve(weights or syncnet.WEIGHTS)
+        path = registry.resolve(weights or upstream_syncnet.WEIGHTS)
     except WeightsError as err:
         if weights is not None:
             raise
         return None, None, str(err)
-    return syncnet.load(path, device), path, None
+    return upstream_syncnet.load(path, device), path, None
 
 
 def measure_lse(video: Path, audio: Optional[Path], raw_track, cfg: SyncNetConfig, model, path,
                 skipped: Optional[str]) -> dict:
     """report["syncnet"]: LSE-D / LSE-C and their details, or why they were not measured."""
-    from lipsync_cli import lse
+    from lipsync_cli.evaluation import lse
 
     if model is None:
         log.warning("LSE-D/LSE-C not measured: %s", skipped)

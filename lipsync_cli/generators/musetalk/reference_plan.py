@@ -2,7 +2,7 @@
 
 Upstream conditions every frame on itself (`--reference same`): the model then sees the very mouth it
 must replace, half of which it is meant to ignore. With kmeans the clip's frames are clustered by lip
-and jaw shape (lipsync_cli.references, as the refs family does), the frame nearest each centroid is
+and jaw shape (lipsync_cli.generators.refs.kmeans_references, as the refs family does), the frame nearest each centroid is
 a reference, and each frame takes the reference whose head pose is closest to its own, preferring a
 closed mouth (a closed mouth leaks least of the old speech into the new one).
 """
@@ -37,7 +37,7 @@ def mouth_openness(landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def reference_plan(landmarks: np.ndarray, boxes: np.ndarray, k: int = N_REFS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """landmarks (N, 68, 2), boxes (N, 4) frame pixels (NaN rows: no face) → (picks (R,) int64 distinct
     frame indices, R ≤ k; assign (N,) int64 index into picks for every frame)."""
-    from lipsync_cli.references import select_references
+    from lipsync_cli.generators.refs.kmeans_references import select_references
 
     picks = np.array(list(dict.fromkeys(int(i) for i in select_references(landmarks, boxes, k=k, seed=seed))))
     assign = np.zeros(len(boxes), dtype=np.int64)

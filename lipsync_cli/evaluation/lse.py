@@ -7,7 +7,7 @@ syncnet_python scores 224x224 face crops at 25 fps read back from default-qualit
   its frames go through upstream's exact ffmpeg JPEG step (resampled to 25 fps when the video is not
   25 fps CFR; resized to 224 when it is not 224x224, as Wav2Lip's copy of evaluate() does);
 - a face track (our detectors and tracker at 25 fps, raw boxes): cropped with upstream's crop rule
-  (faces/lse_crop.py), then optionally the same JPEG round trip.
+  (evaluation/lse_crop.py), then optionally the same JPEG round trip.
 
 Upstream's pipeline also re-encodes the video (MPEG-4 at qscale 2, then XVID) before evaluate() reads it;
 those intermediate lossy steps are not reproduced, the JPEG step of evaluate() itself is (jpeg=True).
@@ -20,8 +20,10 @@ from typing import Optional
 
 import numpy as np
 
-from lipsync_cli.evaluation import upstream_syncnet
+from lipsync_cli import media
 from lipsync_cli.errors import InputError
+from lipsync_cli.evaluation import lse_crop, upstream_syncnet
+from lipsync_cli.media import upstream
 
 MAX_GAP = 25  # frames a face may be missed inside one track (upstream's num_failed_det); boxes interpolated
 
@@ -34,8 +36,6 @@ def measure(video: Path, audio: Optional[Path], model, track=None, jpeg: bool = 
     rule smooths), or None when the video is already a face crop. The scored span is the track's longest
     stretch without a gap above MAX_GAP frames; its audio is cut to start with it.
     """
-    from lipsync_cli.media import upstream
-
     pcm = upstream.audio_int16(audio or video)
     if track is None:
         first, frames = 0, whole_frames(video, jpeg)
@@ -64,9 +64,6 @@ def report(result: dict, first: int, n_frames: int, jpeg: bool, whole: bool) -> 
 
 def whole_frames(video: Path, jpeg: bool) -> np.ndarray:
     """(N, 224, 224, 3) uint8 BGR at 25 fps: the whole picture of a video that is already a face crop."""
-    from lipsync_cli import media
-    from lipsync_cli.media import upstream
-
     info = _video_info(video)
     resample = None if (info.fps == upstream_syncnet.FPS and not info.is_vfr) else upstream_syncnet.FPS
     if jpeg:
@@ -83,10 +80,6 @@ def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool
     `boxes` (stop - first, 4), streamed through the JPEG round trip when jpeg."""
     from itertools import islice
 
-    from lipsync_cli import media
-    from lipsync_cli.evaluation import lse_crop
-    from lipsync_cli.media import upstream
-
     s, x, y = lse_crop.smoothed_boxes(boxes)
     frames = islice(media.iter_frames(video, _video_info(video), fps=upstream_syncnet.FPS), first, stop)
     crops = (lse_crop.crop_face(np.ascontiguousarray(f[..., ::-1]), s[i], x[i], y[i])  # RGB -> BGR
@@ -97,8 +90,6 @@ def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool
 
 
 def _video_info(video: Path):
-    from lipsync_cli import media
-
     info = media.probe(video)
     if not info.has_video or info.is_image:
         raise InputError(f"{video} is not a video; LSE-D/LSE-C need a video of a talking face")
@@ -124,31 +115,3 @@ def track_span(track, video: Path) -> tuple[int, int, np.ndarray]:
     known = np.asarray(track.boxes, np.float64)[run]
     boxes = np.stack([np.interp(frames, run, known[:, j]) for j in range(4)], axis=1)
     return first, stop, boxes
-
-
-# ---- output --------------------------------------------------------------------------------------
-
-
-def print_lse(console, lse: dict) -> None:
-    """The papers' figures (original SyncNet): whole span, then per second."""
-    from rich.table import Table
-
-    from lipsync_cli.evaluation.report import fmt
-
-    if lse.get("weights") is None:
-        console.print(f"LSE-D / LSE-C (original SyncNet): not measured ({lse.get('skipped')})")
-        return
-    steps = f"face crop {lse['face_crop']}, JPEG round trip {'on' if lse['jpeg'] else 'off'}"
-    console.print(f"SyncNet: {lse['weights']}  (the papers' LSE-D/LSE-C; {steps})")
-    table = Table(title=f"LSE (frames {lse['first_frame']}..{lse['first_frame'] + lse['frames'] - 1} at 25 fps; "
-                        "+ offset = audio early)")
-    for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
-        table.add_column(key, justify="right")
-    table.add_row(*(fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))
-    console.print(table)
-    seconds = Table(title="LSE per second (confidence = LSE-C of the windows starting in that second)")
-    for key in ("second", "LSE-C", "LSE-D", "AV offset frames", "windows"):
-        seconds.add_column(key, justify="right")
-    for row in lse["per_second"]:
-        seconds.add_row(*(fmt(row[k]) for k in ("second", "lse_c", "lse_d", "av_offset_frames", "windows")))
-    console.print(seconds)

@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from lipsync_cli.errors import InputError
+from lipsync_cli.models.checkpoint import read_checkpoint
 
 WEIGHTS = "syncnet_v2"  # the weights.toml entry of the public syncnet_v2.model
 SAMPLE_RATE = 16000  # Hz: upstream extracts the audio at this rate
@@ -49,7 +50,6 @@ def load(path, device: str = "cpu"):
     values for names the file lacks. We refuse that: every entry must be present, with its shape,
     except the num_batches_tracked counters. InputError (exit 1) for any other file.
     """
-    from lipsync_cli.models.checkpoint import read_checkpoint
     from lipsync_cli.evaluation.upstream_syncnet_network import SyncNetV2
 
     path = Path(path)

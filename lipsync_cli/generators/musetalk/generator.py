@@ -15,10 +15,10 @@ import numpy as np
 
 from lipsync_cli.config import MuseTalkConfig
 from lipsync_cli.device import autocast, pick_precision
+from lipsync_cli.faces.track import FaceTrack
 from lipsync_cli.generators.base import Generator
-from lipsync_cli.generators.musetalk import files
-from lipsync_cli.generators.musetalk import whisper_audio
-from lipsync_cli.generators.musetalk import crop_rule
+from lipsync_cli.generators.musetalk import crop_rule, files, whisper_audio
+from lipsync_cli.generators.musetalk.reference_plan import reference_plan
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,6 @@ class MuseTalkGenerator(Generator):
 
     def face_track(self, track, frame_shape):
         """The tracked face with MuseTalk's v1.5 landmark boxes (tracked box where the rule fails)."""
-        from lipsync_cli.faces.track import FaceTrack
-
         boxes = crop_rule.musetalk_boxes(track.landmarks, track.boxes, frame_shape[0], self.cfg.extra_margin)
         return FaceTrack(boxes, track.landmarks)
 
@@ -72,7 +70,6 @@ class MuseTalkGenerator(Generator):
         `same` (each frame is its own reference)."""
         if self.cfg.reference != "kmeans":
             return None
-        from lipsync_cli.generators.musetalk.reference_plan import reference_plan
 
         return reference_plan(track.landmarks, track.boxes, k=self.cfg.n_refs)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lipsync_cli.generators.refs.kmeans_references import select_references
+
 N_REFS = 5  # K references per clip
 EYES_NOSE = np.arange(27, 48)  # iBUG-68 nose (27-35) and eyes (36-47): rigid points that follow head pose
 UPPER_INNER_LIP, LOWER_INNER_LIP = [61, 62, 63], [67, 66, 65]  # paired top/bottom inner-lip points
@@ -37,8 +39,6 @@ def mouth_openness(landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def reference_plan(landmarks: np.ndarray, boxes: np.ndarray, k: int = N_REFS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """landmarks (N, 68, 2), boxes (N, 4) frame pixels (NaN rows: no face) → (picks (R,) int64 distinct
     frame indices, R ≤ k; assign (N,) int64 index into picks for every frame)."""
-    from lipsync_cli.generators.refs.kmeans_references import select_references
-
     picks = np.array(list(dict.fromkeys(int(i) for i in select_references(landmarks, boxes, k=k, seed=seed))))
     assign = np.zeros(len(boxes), dtype=np.int64)
     if len(picks) == 1 or not np.isfinite(landmarks[picks]).all():

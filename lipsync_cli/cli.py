@@ -2,8 +2,8 @@
 
 The library modules are imported at the top; none of them imports torch or a face backend at import
 (they do so inside the functions that need them), so `lipsync --help` stays fast. The one exception is
-the training package, whose modules are torch modules: `lipsync train` imports it inside the command. Errors are one line on stderr with the exit codes of
-lipsync_cli.errors; a traceback only with -v/--verbose.
+the training package, whose modules are torch modules: `lipsync train` imports it inside the command.
+Errors are one line on stderr with the exit codes of lipsync_cli.errors; a traceback only with -v/--verbose.
 """
 
 from __future__ import annotations

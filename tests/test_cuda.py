@@ -23,7 +23,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 pytestmark = pytest.mark.cuda
 
 ROOT = Path(__file__).resolve().parents[1]
-FP16_MAX_LEVELS, FP16_MEAN_LEVELS = 4, 1.0  # the bound bf16 is held to on CPUs (wav2lip generator BF16_*): fp16 is finer
+FP16_MAX_LEVELS, FP16_MEAN_LEVELS = 4, 1.0  # bf16's bound on CPUs (wav2lip BF16_*): fp16 is finer
 
 
 def _wav2lip_file(tmp: Path) -> Path:

@@ -139,7 +139,8 @@ def misplaced_local_imports(modules: dict) -> list[str]:
 
 
 def _names_arch(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Name) and node.id == "arch") or (isinstance(node, ast.Attribute) and node.attr == "arch")
+    return (isinstance(node, ast.Name) and node.id == "arch") or \
+        (isinstance(node, ast.Attribute) and node.attr == "arch")
 
 
 def _names_a_family(node: ast.AST) -> bool:
@@ -233,7 +234,8 @@ def test_an_arch_branch_is_found_outside_a_family_only():
 
 def test_a_local_import_is_found_unless_it_keeps_torch_out():
     modules = _tree(lipsync_cli="", lipsync_cli__net="import torch\n", lipsync_cli__tools="X = 1\n",
-                    lipsync_cli__cli="def run():\n    from lipsync_cli import net\n    from lipsync_cli.tools import X\n",
+                    lipsync_cli__cli="def run():\n    from lipsync_cli import net\n"
+                                     "    from lipsync_cli.tools import X\n",
                     lipsync_cli__train="import torch\n\ndef f():\n    from lipsync_cli import net\n")
     assert misplaced_local_imports(modules) == ["lipsync_cli/cli.py:3 imports lipsync_cli.tools inside a function",
                                                 "lipsync_cli/train.py:4 imports lipsync_cli.net inside a function"]

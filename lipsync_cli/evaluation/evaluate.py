@@ -6,7 +6,8 @@ then the papers' figures and, with a reference, reconstruction (lipsync_cli/eval
 is printed or written as JSON by lipsync_cli/evaluation/report.py.
 
 Next to the expert's figures, the papers' LSE-D / LSE-C are measured with the original SyncNet exactly as
-upstream computes them (lipsync_cli/evaluation/upstream_syncnet.py, inputs prepared by lipsync_cli/evaluation/lse.py), on the same face track.
+upstream computes them (evaluation/upstream_syncnet.py, inputs prepared by evaluation/lse.py), on the same
+face track.
 Without SyncNet weights (offline, default --syncnet) the expert figures are still reported and the LSE
 figures are null, with a warning: a user checking a dub offline still gets an answer. Weights named
 explicitly with --syncnet must exist (exit 3 otherwise).

@@ -2,7 +2,8 @@
 
 One batch: VAE-encode the masked crops (and the references, unless encoded once per clip) → concat
 masked ‖ reference latents (8 channels) → one UNet call at timestep 0 with the position-encoded whisper
-context → VAE-decode. Precision and the OOM back-off are the shared ones (device.autocast, base.Generator's batch halving).
+context → VAE-decode. Precision and the OOM back-off are the shared ones (device.autocast, base.Generator's
+batch halving).
 """
 
 from __future__ import annotations

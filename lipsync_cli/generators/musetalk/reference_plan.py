@@ -2,8 +2,8 @@
 
 Upstream conditions every frame on itself (`--reference same`): the model then sees the very mouth it
 must replace, half of which it is meant to ignore. With kmeans the clip's frames are clustered by lip
-and jaw shape (lipsync_cli.generators.refs.kmeans_references, as the refs family does), the frame nearest each centroid is
-a reference, and each frame takes the reference whose head pose is closest to its own, preferring a
+and jaw shape (generators/refs/kmeans_references.py, as the refs family does), the frame nearest each
+centroid is a reference, and each frame takes the reference whose head pose is closest to its own, preferring a
 closed mouth (a closed mouth leaks least of the old speech into the new one).
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple
+from typing import List, Literal, Optional, Tuple, get_args
 
 import typer
 
@@ -188,7 +188,7 @@ ResumeOpt = typer.Option(TRAIN.resume, "--resume", help="Continue from RUN_DIR/l
 
 def _per_arch(field: str) -> str:
     """'16 wav2lip, 16 refs': a generator Trainer default per architecture, for --help."""
-    return ", ".join(f"{getattr(train_defaults(arch), field):g} {arch}" for arch in ("wav2lip", "refs"))
+    return ", ".join(f"{getattr(train_defaults(arch), field):g} {arch}" for arch in get_args(GeneratorArch))
 
 
 def _trainer_settings(model: str, options: dict) -> TrainConfig:

@@ -60,7 +60,7 @@ def time_window(nets, frames: int, device: str, precision: str) -> dict:
     from lipsync_cli.config import LatentSyncConfig
     from lipsync_cli.generators.latentsync import audio, paste, sampler
     from lipsync_cli.generators.latentsync.generator import LatentSyncGenerator, LatentSyncModel
-    from lipsync_cli.inference import autocast
+    from lipsync_cli.device import autocast
 
     gen = LatentSyncGenerator(model=LatentSyncModel(nets), device=device, precision=precision, batch_size=frames,
                               cfg=LatentSyncConfig(), mask=paste.model_mask(nets.mask, nets.resolution))
@@ -95,7 +95,7 @@ def time_window(nets, frames: int, device: str, precision: str) -> dict:
 def steps_mode(args) -> None:
     import torch
 
-    from lipsync_cli.inference import pick_device, pick_precision
+    from lipsync_cli.device import pick_device, pick_precision
 
     device = pick_device(args.device)
     precision = pick_precision(args.precision, device)

@@ -48,7 +48,7 @@ def ckpt_dir(arch, tmp_path_factory):
 @pytest.fixture(scope="module")
 def gen(ckpt_dir):
     from lipsync_cli.config import LatentSyncConfig
-    from lipsync_cli.inference import load_generator
+    from lipsync_cli.generators.registry import load_generator
 
     return load_generator(str(ckpt_dir), device="cpu", precision="fp32", latentsync=LatentSyncConfig(steps=1))
 

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from lipsync_cli.errors import WeightsError
-from lipsync_cli.generators.latentsync.files import entries as latentsync_entries
-from lipsync_cli.generators.latentsync.files import is_latentsync
 from lipsync_cli.weights.env import env_flag
-from lipsync_cli.weights.manifest import WeightSpec, entry, family, looks_like_path, names, names_where
+from lipsync_cli.weights.manifest import WeightSpec, entry, expand, family, looks_like_path, names, names_where
 
 
 def require_licence(spec: WeightSpec, accepted: bool) -> None:
@@ -38,14 +36,12 @@ def model_entries(name_or_path: str | os.PathLike) -> list[str]:
     text = str(name_or_path)
     if text in names():
         return [text]
-    if is_latentsync(text):
-        return latentsync_entries(text)
     path = Path(text).expanduser()
     if path.is_dir():
         return family("musetalk")
     if path.is_file() or looks_like_path(text):
         return names_where(lambda spec: Path(spec.filename).name == path.name)
-    return family(text)
+    return expand(family(text))
 
 
 def licence_notice(entries: Iterable[str]) -> Optional[str]:

@@ -4,7 +4,7 @@ Upstream's front end (its vendored openai-whisper) differs from MuseTalk's in th
 reference README pins down: the log-mel of the whole signal is taken without first padding it to
 30 s (so its maximum and floor come from the real audio only); each 3000-frame segment is padded
 with 0.0 in log-mel space; and the five states kept per step exclude the encoder's final LayerNorm.
-The window of each frame is taken at that frame's own timestamp (musetalk.audio.window_starts, the
+The window of each frame is taken at that frame's own timestamp (musetalk.whisper_audio.window_starts, the
 same 80 ms lead and 200 ms span), which equals upstream's chunk i at 25 fps; windows clamp at the
 ends (repeat the first/last step) as upstream's do.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipsync_cli.musetalk.audio import SAMPLE_RATE, WINDOW_STEPS, window_starts
+from lipsync_cli.generators.musetalk.whisper_audio import SAMPLE_RATE, WINDOW_STEPS, window_starts
 
 N_FFT, HOP = 400, 160  # whisper's STFT: 25 ms windows every 10 ms
 N_MELS = 80

@@ -22,9 +22,11 @@ from typing import Optional
 
 import numpy as np
 
+from lipsync_cli import weights
 from lipsync_cli.errors import InputError, WeightsError
 from lipsync_cli.generators.latentsync import unet as unet_mod
-from lipsync_cli.musetalk.files import read_state, rename_old_vae_attention
+from lipsync_cli.generators.musetalk.files import _json, read_state, rename_old_vae_attention
+from lipsync_cli.models.checkpoint import state_mismatch
 
 INSTALL_HINT = 'pip install "lipsync-cli[latentsync]"'
 NAMES = {"latentsync": 512, "latentsync-1.5": 256}  # --model names → model resolution (1.6 and 1.5)
@@ -72,19 +74,10 @@ def is_latentsync(name_or_path) -> bool:
     return path.name == UNET_FILE
 
 
-def entries(name_or_path) -> list[str]:
-    """The weights.toml entries a --model value of this family stands for (a folder: the 1.6 ones, whose terms
-    are the same as 1.5's)."""
-    unet = UNET_ENTRY.get(str(name_or_path), UNET_ENTRY["latentsync"])
-    return [unet, WHISPER_ENTRY, MASK_ENTRY, *VAE_ENTRIES]
-
-
 def locate(name_or_path) -> LatentSyncFiles:
     """The part files of a checkpoints folder, or of the weights.toml entries (verified, downloaded)."""
     text = str(name_or_path)
     if text in NAMES:
-        from lipsync_cli import weights
-
         unet, whisper, mask = (weights.resolve(name) for name in (UNET_ENTRY[text], WHISPER_ENTRY, MASK_ENTRY))
         vae_weights, vae_config = (weights.resolve(name) for name in VAE_ENTRIES)
         return LatentSyncFiles(unet=unet, whisper=whisper, mask=mask, vae_config=vae_config, vae_weights=vae_weights,
@@ -118,16 +111,12 @@ def _vae_files(root: Path) -> tuple[Path, Path]:
                 return folder / name, folder / "config.json"
         raise InputError(f"{folder} is not a diffusers AutoencoderKL folder (it needs config.json and "
                          "diffusion_pytorch_model.safetensors or .bin)")
-    from lipsync_cli import weights
-
     return tuple(weights.resolve(name) for name in VAE_ENTRIES)
 
 
 def _mask_file(root: Path) -> Path:
     if (root / MASK_FILE).is_file():
         return root / MASK_FILE
-    from lipsync_cli import weights
-
     return weights.resolve(MASK_ENTRY)
 
 
@@ -246,8 +235,6 @@ def load_whisper(path: Path):
 def load_vae(config: Path, weights_file: Path):
     from diffusers import AutoencoderKL
 
-    from lipsync_cli.musetalk.files import _json
-
     cfg = dict(_json(config), scaling_factor=VAE_SCALE, shift_factor=0.0)
     vae = AutoencoderKL.from_config(cfg)
     load_strict(vae, rename_old_vae_attention(read_state(weights_file)), weights_file, "VAE")
@@ -256,8 +243,6 @@ def load_vae(config: Path, weights_file: Path):
 
 def load_strict(module, state: dict, path: Path, what: str) -> None:
     """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump."""
-    from lipsync_cli.models.checkpoint import state_mismatch
-
     problem = state_mismatch(module.state_dict(), state)
     if problem:
         raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({problem}): pass the "

@@ -1,4 +1,4 @@
-"""LatentSync inference behind inference.Generator's interface: aligned faces + audio contexts → new faces.
+"""LatentSync inference behind generators.base.Generator's interface: aligned faces + audio contexts → new faces.
 
 Per clip: whisper contexts at each frame's timestamp, one similarity transform per source frame
 (face_track), a CPU generator seeded with cfg.seed and the one initial noise. Per window of up to
@@ -18,9 +18,11 @@ import numpy as np
 
 from lipsync_cli.config import LatentSyncConfig
 from lipsync_cli.errors import InputError, LipsyncError
-from lipsync_cli.generators.latentsync import align, paste, sampler
+from lipsync_cli.generators.latentsync import align, files, paste, sampler, unet
 from lipsync_cli.generators.latentsync import audio as ls_audio
-from lipsync_cli.inference import Generator, _empty_cache, autocast, is_oom
+from lipsync_cli.device import autocast, empty_cache, is_oom, pick_precision
+from lipsync_cli.faces.track import FaceTrack
+from lipsync_cli.generators.base import Generator
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class OutOfMemory(LipsyncError):
 
 
 class LatentSyncModel:
-    """What inference.Generator reads from `.model`: the arch name, a config, the networks."""
+    """What base.Generator reads from `.model`: the arch name, a config, the networks."""
 
     arch = "latentsync"
 
@@ -68,8 +70,6 @@ class LatentSyncGenerator(Generator):
         """The clip's transforms from the tracked landmarks; frames without landmarks count as faceless.
         Also starts the clip's random numbers, so each clip's output depends only on its input and the seed."""
         import torch
-
-        from lipsync_cli.faces.track import FaceTrack
 
         has_marks = np.isfinite(track.landmarks).all(axis=(1, 2))
         if track.found.any() and not has_marks.any():
@@ -120,7 +120,7 @@ class LatentSyncGenerator(Generator):
         return np.concatenate(out), None
 
     def _halve(self) -> None:
-        _empty_cache(self.device)
+        empty_cache(self.device)
         if self.batch_size == 1:
             raise OutOfMemory(f"out of memory on {self.device} even with one frame per UNet call at "
                               f"{self.resolution} px: use --model latentsync-1.5 (256 px), --precision fp16, or a "
@@ -172,13 +172,16 @@ def runs(sources: np.ndarray) -> list[range]:
     return [range(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def load_latentsync(name_or_path: str, device: str, precision: str, batch_size: int,
-                    cfg: LatentSyncConfig = LatentSyncConfig()) -> LatentSyncGenerator:
-    from lipsync_cli.generators.latentsync import files
-    from lipsync_cli.inference import pick_precision
+def claims(name_or_path: str) -> bool:
+    """`--model latentsync` / `latentsync-1.5`, a LatentSync checkpoints folder or its latentsync_unet.pt."""
+    return files.is_latentsync(name_or_path)
 
+
+def load(name_or_path: str, device: str, precision: str, batch_size: int,
+         cfg: Optional[LatentSyncConfig] = None) -> LatentSyncGenerator:
+    cfg = cfg or LatentSyncConfig()
     networks = files.load(files.locate(name_or_path), device=device)
-    window = min(batch_size, cfg.window, files.unet_mod.MAX_FRAMES)
+    window = min(batch_size, cfg.window, unet.MAX_FRAMES)
     return LatentSyncGenerator(model=LatentSyncModel(networks), device=device,
                                precision=pick_precision(precision, device), batch_size=window, cfg=cfg,
                                mask=paste.model_mask(networks.mask, networks.resolution))

@@ -122,8 +122,10 @@ def dub(
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
+    from lipsync_cli import weights
     from lipsync_cli.musetalk.files import is_musetalk
 
+    weights.check_generator(model)
     if reference != DUB.musetalk.reference and not is_musetalk(model):
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
@@ -294,11 +296,11 @@ def evaluate(
 
 
 @weights_app.command("list")
-def weights_list() -> None:
-    """Show every known weights file: licence, size and whether it is cached."""
+def weights_list(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """Show every known weights file: licence, size and whether it is cached (tab-separated when piped)."""
     from lipsync_cli import weights
 
-    weights.print_table()
+    weights.print_table(as_json=as_json)
 
 
 @weights_app.command("download")
@@ -315,20 +317,22 @@ def weights_download(
 
 @weights_app.command("verify")
 def weights_verify(
-    names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: all cached)."),
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: every local one, and the "
+                                                           "default model's files must be there; musetalk: its parts)."),
 ) -> None:
-    """Re-hash cached weights against weights.toml."""
+    """Re-hash local weights against weights.toml; name the default model's files that are missing."""
     from lipsync_cli import weights
 
-    weights.verify_cached(names or None)
+    weights.verify_cached(weights.expand(names) if names else None, required=weights.expand([DUB.model]))
 
 
 @weights_app.command("path")
-def weights_path(name: str = typer.Argument(..., help="Entry name.")) -> None:
+def weights_path(name: str = typer.Argument(..., help="Entry name (musetalk: each of its parts, one a line).")) -> None:
     """Print the local path of a weights file (resolving it, without downloading)."""
     from lipsync_cli import weights
 
-    typer.echo(weights.resolve(name, download=False))
+    for part in weights.expand([name]):
+        typer.echo(weights.resolve(part, download=False))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

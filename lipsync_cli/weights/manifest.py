@@ -12,6 +12,10 @@ from typing import Callable, Iterable
 from lipsync_cli.errors import UsageError
 
 
+# weights.toml architectures whose files are lip-sync generators (what `dub --model NAME` may name)
+GENERATOR_ARCHITECTURES = ("wav2lip", "musetalk", "latentsync")
+
+
 @dataclass(frozen=True)
 class WeightSpec:
     """One weights.toml entry (see the field notes at the top of that file)."""
@@ -29,6 +33,7 @@ class WeightSpec:
     url: str = ""
     sha256: str = ""
     size: int = 0
+    approx_size: str = ""  # "~3.4 GB": shown by `weights list` where the exact size is not known here (never checked)
     noncommercial: bool = False
     commercial: str = "unknown"  # "yes" | "no" | "unknown": may a commercial user use it
     bundled_in: str = ""  # a Python package whose folder holds `filename` (pip installs it; never downloaded)
@@ -80,13 +85,28 @@ def family(architecture: str) -> list[str]:
     return names_where(lambda spec: spec.architecture == architecture)
 
 
+def families() -> list[str]:
+    """Names that stand for several entries (a family's parts, e.g. "musetalk"): architectures of two or more
+    entries that are not themselves an entry name."""
+    archs = [s.architecture for s in _manifest().values()]
+    return [a for a in dict.fromkeys(archs) if archs.count(a) > 1 and a not in _manifest()]
+
+
 def expand(selected: Iterable[str]) -> list[str]:
-    """Entry names, where a family name given as `--model` (e.g. "musetalk") stands for all its parts."""
+    """Entry names, where a family name (e.g. "musetalk") stands for all its parts. Unknown names raise
+    UsageError naming the known ones."""
     out = []
     for name in selected:
-        parts = family(name) if name not in _manifest() else []
-        out.extend(parts or [name])
+        out.extend([name] if name in _manifest() else family(name) if name in families() else [entry(name).name])
     return out
+
+
+def generator_names() -> list[str]:
+    """What `--model NAME` accepts: entries and families of a lip-sync generator architecture."""
+    parts_of_a_family = set(families())  # a family's parts load only together, under the family name
+    singles = [n for n, s in _manifest().items()
+               if s.architecture in GENERATOR_ARCHITECTURES and s.architecture not in parts_of_a_family]
+    return singles + [f for f in families() if f in GENERATOR_ARCHITECTURES]
 
 
 def looks_like_path(text: str) -> bool:

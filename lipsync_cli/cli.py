@@ -20,7 +20,12 @@ from lipsync_cli.config import (ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, F
                                 ReferenceMode, RefsConfig, SyncNetConfig, TrainConfig, train_defaults)
 from lipsync_cli.errors import LipsyncError, UsageError
 
+# Plain (click-style) help: Typer's rich help prints `<bool>` after every on/off flag (Typer 0.29) and folds
+# words at 80 columns; the plain one shows `--gan / --no-gan` and wraps at spaces.
+HELP = dict(rich_markup_mode=None)
+
 app = typer.Typer(
+    **HELP,
     name="lipsync",
     help="Lip-sync dubbing: re-generate the mouth in a video so it matches a new speech track.",
     no_args_is_help=True,
@@ -28,8 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-train_app = typer.Typer(help="Train the lip-sync expert or a generator.", no_args_is_help=True)
-weights_app = typer.Typer(help="List, download, verify and locate model weights.", no_args_is_help=True)
+train_app = typer.Typer(**HELP, help="Train the lip-sync expert or a generator.", no_args_is_help=True)
+weights_app = typer.Typer(**HELP, help="List, download, verify and locate model weights.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 
@@ -38,6 +43,10 @@ DETECTOR_HELP = ("Face backend: auto (face_alignment on CUDA, dlib on a CPU when
 DETECTOR_METAVAR = "auto|face_alignment[:DET]|dlib"
 VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+StartOpt = typer.Option(DubConfig().start, "--start", min=0.0, metavar="SECONDS",
+                        help="Start this many seconds into VIDEO and AUDIO (both cut there, in sync).")
+DurationOpt = typer.Option(DubConfig().duration, "--duration", min=0.01, metavar="SECONDS", show_default=False,
+                           help="Only this many seconds from --start (try settings on a short piece).")
 
 # Every default below is read from the config dataclasses (the one source of defaults); the CLI only names them.
 DUB, FACES, PREP, TRAIN = DubConfig(), FaceConfig(), PreprocessConfig(), TrainConfig()
@@ -113,11 +122,13 @@ def dub(
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="Batch mode: CSV with columns video,audio,output."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: process rows i of n, as i/n."),
     report: Optional[Path] = typer.Option(None, "--report", help="Batch mode: per-row status, seconds, frames and error as .csv or .json."),
-    ray: bool = typer.Option(False, "--ray", help='Batch mode: spread rows over a Ray cluster, one worker per GPU (needs pip install "lipsync-cli\\[ray]").'),
+    ray: bool = typer.Option(False, "--ray", help='Batch mode: spread rows over a Ray cluster, one worker per GPU (needs pip install "lipsync-cli[ray]").'),
     ray_address: Optional[str] = typer.Option(RAY.address, "--ray-address", help="With --ray: host:port, ray://host:10001 or local (default: $RAY_ADDRESS, else a local cluster)."),
     workers: Optional[int] = typer.Option(RAY.workers, "--workers", min=1, help="With --ray: at most N workers (default: one per GPU)."),
     gpus_per_worker: float = typer.Option(RAY.gpus_per_worker, "--gpus-per-worker", min=0.01, help="With --ray: GPUs per worker (0.5: two per GPU)."),
     cpus_per_worker: int = typer.Option(RAY.cpus_per_worker, "--cpus-per-worker", min=1, help="With --ray on a cluster without GPUs: cores per worker."),
+    start: float = StartOpt,
+    duration: Optional[float] = DurationOpt,
     force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
     quiet: bool = QuietOpt,
 ) -> None:
@@ -130,7 +141,8 @@ def dub(
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
-                    loop=loop, fps=fps, force=force, quiet=quiet, musetalk=replace(DUB.musetalk, reference=reference))
+                    loop=loop, fps=fps, start=start, duration=duration, force=force, quiet=quiet,
+                    musetalk=replace(DUB.musetalk, reference=reference))
     ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:
         if video is not None or audio is not None:
@@ -164,6 +176,26 @@ def _run_jobs(jobs: Path, cfg, shard: tuple[int, int], report: Optional[Path], r
     from lipsync_cli.ray_batch import run_ray_batch
 
     return run_ray_batch(jobs, cfg, ray_cfg, shard, report)
+
+
+@app.command()
+def faces(
+    video: Path = typer.Argument(..., help="Video (or still image) to look for faces in."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Picture with the numbered boxes "
+                                                                "(default: <video stem>_faces.png next to VIDEO)."),
+    detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
+    device: str = typer.Option(DUB.device, "--device", help="Face detector device: auto, cpu or cuda."),
+    start: float = StartOpt,
+    duration: Optional[float] = DurationOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """List the faces a dub can follow (the index --face takes, frames, mean box) and draw them numbered."""
+    from lipsync_cli.faces.survey import list_faces
+    from lipsync_cli.inference import pick_device
+
+    image = image or video.with_name(f"{video.stem}_faces.png")
+    list_faces(video, image, FaceConfig(detector=detector), pick_device(device), start, duration, as_json, quiet)
 
 
 @app.command()
@@ -411,6 +443,18 @@ def _interrupt_on_sigterm() -> dict:
 
 
 def _configure_logging(verbose: bool) -> None:
+    """Warnings from everyone; with -v our own debug lines (device, model, detector, timings) as well, but not
+    third-party debug output (numba alone printed hundreds of bytecode lines at DEBUG)."""
     import logging
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ours = logging.getLogger("lipsync_cli")
+    for handler in [h for h in ours.handlers if getattr(h, "lipsync_verbose", False)]:
+        ours.removeHandler(handler)  # main() may run more than once in a process (tests, batch drivers)
+    ours.setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    ours.propagate = not verbose
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.lipsync_verbose = True
+        ours.addHandler(handler)

@@ -37,9 +37,11 @@ def iter_frames(path, info: MediaInfo, fps: Optional[Fraction] = None) -> Iterat
         yield read_image(path)
         return
     rate = Fraction(fps or info.fps)
-    expected = max(1, round(Fraction(info.duration) * rate))
-    yield from _stream_frames(_raw_rgb(path, vf=f"fps={rate.numerator}/{rate.denominator}", frames=expected),
-                              path, info.width, info.height, expected)
+    expected = max(1, round(Fraction(info.duration) * rate) - info.first_frame)
+    vf = f"fps={rate.numerator}/{rate.denominator}"
+    if info.first_frame:  # a --start window: frames of the resampled sequence from there on (exact, VFR too)
+        vf += f",trim=start_frame={info.first_frame},setpts=PTS-STARTPTS"
+    yield from _stream_frames(_raw_rgb(path, vf=vf, frames=expected), path, info.width, info.height, expected)
 
 
 def _raw_rgb(path, frames: int, **options) -> list[str]:

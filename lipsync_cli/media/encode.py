@@ -35,13 +35,17 @@ class VideoWriter:
     """
 
     def __init__(self, out_path, width: int, height: int, fps: Fraction, audio: Optional[Path] = None,
-                 crf: int = 18, preset: str = "medium"):
+                 crf: int = 18, preset: str = "medium", audio_start: float = 0.0,
+                 audio_seconds: Optional[float] = None):
+        """audio_start / audio_seconds: take that piece of `audio` (a --start/--duration window), else all."""
         self.out = Path(out_path)
         check_output_folder(self.out)
         self.size = (int(height), int(width))
         self.fps = Fraction(fps)
         self.audio = Path(audio) if audio is not None else None
-        self.audio_seconds = self._audio_seconds(self.audio)
+        self.audio_start = float(audio_start)
+        available = self._audio_seconds(self.audio) - self.audio_start
+        self.audio_seconds = available if audio_seconds is None else min(available, audio_seconds)
         self.crf, self.preset = crf, preset
         self.frames = 0
 
@@ -75,7 +79,8 @@ class VideoWriter:
         options = dict(vf="scale=out_color_matrix=bt709:out_range=tv", vcodec="libx264", preset=self.preset,
                        crf=self.crf, pix_fmt="yuv420p", r=rate, movflags="+faststart", **COLOUR_TAGS)
         if self.audio is not None:
-            streams.append(ffmpeg.input(media_arg(self.audio))["a:0"])
+            seek = {"ss": f"{self.audio_start:.6f}"} if self.audio_start else {}  # input seek: sample-exact
+            streams.append(ffmpeg.input(media_arg(self.audio), **seek)["a:0"])
             options.update(acodec="aac", audio_bitrate=AUDIO_BITRATE, t=f"{self.audio_seconds:.6f}")
         return command(ffmpeg.output(*streams, media_arg(self.tmp), **options).overwrite_output())
 

@@ -223,6 +223,8 @@ def preprocess(
 MaxStepsOpt = typer.Option(TRAIN.max_steps, "--max-steps", min=1, help="Total optimisation steps.")
 ValEveryOpt = typer.Option(TRAIN.val_every, "--val-every", min=1, help="Steps between validations.")
 CkptEveryOpt = typer.Option(TRAIN.ckpt_every, "--ckpt-every", min=1, help="Steps between checkpoints.")
+LogEveryOpt = typer.Option(TRAIN.log_every, "--log-every", min=1, help="Steps between log lines (the progress bar "
+                                                                       "shows the latest losses every step).")
 TrainDeviceOpt = typer.Option(TRAIN.device, "--device", help="auto, cpu or cuda (torchrun: one GPU per process).")
 WorkersOpt = typer.Option(TRAIN.num_workers, "--workers", min=0, help="DataLoader worker processes.")
 SeedOpt = typer.Option(TRAIN.seed, "--seed", help="RNG seed.")
@@ -249,6 +251,7 @@ def train_expert(
     max_steps: int = MaxStepsOpt,
     val_every: int = ValEveryOpt,
     ckpt_every: int = CkptEveryOpt,
+    log_every: int = LogEveryOpt,
     device: str = TrainDeviceOpt,
     num_workers: int = WorkersOpt,
     seed: int = SeedOpt,
@@ -276,6 +279,7 @@ def train_generator(
     max_steps: int = MaxStepsOpt,
     val_every: int = ValEveryOpt,
     ckpt_every: int = CkptEveryOpt,
+    log_every: int = LogEveryOpt,
     sync_threshold: float = typer.Option(GEN.sync_threshold, "--sync-threshold",
                                          help="wav2lip: validation sync loss that switches the sync loss on."),
     refs_k: int = typer.Option(REFS.n_refs, "--refs", min=1, help="refs: K KMeans reference frames per clip."),

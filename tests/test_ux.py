@@ -110,3 +110,18 @@ def test_output_container_and_help(tmp_path, capsys):
         code, out, err = run(command, capsys)
         assert code == 0 and "--" in out and "<bool>" not in out, command
     assert "--gan / --no-gan" in run(["train", "generator", "--help"], capsys)[1]
+
+
+def test_training_says_where_it_runs_and_shows_progress(synthetic_data, tmp_path, capsys):
+    """A start line (device, precision, samples, run folder) before the first step, the progress bar with the
+    latest losses, and --log-every lines, in a two-step expert run."""
+    run_dir = tmp_path / "run"
+    code, out, err = run(["train", "expert", synthetic_data, "-o", run_dir, "--batch-size", "2", "--max-steps", "2",
+                          "--val-every", "2", "--log-every", "1", "--device", "cpu", "--workers", "0"], capsys)
+    assert code == 0, err
+    start = next(line for line in err.splitlines() if line.startswith("training "))
+    assert "on cpu" in start and "fp32" in start and " train / " in start and str(run_dir) in start
+    assert "log every 1" in start
+    assert err.index(start) < err.index("step       1")  # said before the first step's line
+    assert "step       2" in err  # --log-every 1: a line each step
+    assert "2/2" in err and "loss" in err.split("2/2")[-1]  # the bar, finished, with the latest loss

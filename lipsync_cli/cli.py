@@ -383,7 +383,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         _fail(err, err.exit_code, verbose)
     except _click_errors("ClickException", typer.TyperException) as err:  # a bad option or argument: the parser's own message, its exit code (2)
         message = err.format_message()
-        if not message:  # `lipsync train` alone: the help was printed, nothing went wrong to report
+        if type(err).__name__ == "NoArgsIsHelpError":  # `lipsync train` alone: its help is the answer
+            typer.echo(message)
+            sys.exit(getattr(err, "exit_code", 2))
+        if not message:  # the same with rich help, which printed it itself
             sys.exit(getattr(err, "exit_code", 2))
         _fail(message, getattr(err, "exit_code", 2), verbose)
     except Terminated:

@@ -311,24 +311,28 @@ def evaluate(
     video: Path = typer.Argument(..., help="Dubbed (or any talking-face) video; or a folder / .txt list of videos (per-video rows and their mean)."),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to check against (default: the video's own audio)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video (a folder of same-named ones for a folder): adds PSNR, SSIM, LMD, sharpness."),
-    expert: str = typer.Option("lipsync_expert", "--expert", help="Expert checkpoint (path or weights.toml name)."),
+    expert: Optional[str] = typer.Option(None, "--expert", show_default=False,
+                                         help="Our expert: checkpoint path, weights.toml name, or none to skip it (default: "
+                                              "lipsync_expert, skipped with a warning when not here)."),
     detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     face: str = typer.Option(FACES.face, "--face", help="Which face is scored when several: largest, center or an index N."),
     syncnet: Optional[str] = typer.Option(LSE.weights, "--syncnet", show_default=False,
                                           help="Original SyncNet for LSE-D/LSE-C: weights.toml name or syncnet_v2.model path "
-                                               "(default: the syncnet_v2 entry; LSE is then skipped with a warning when unavailable)."),
+                                               "(default: the syncnet_v2 entry; LSE is then skipped with a warning when unavailable; none: skip it)."),
     face_crop: FaceCrop = typer.Option(LSE.face_crop, "--face-crop",
                                        help="auto: detect and crop as syncnet_python; none: VIDEO already is a face crop."),
     jpeg: bool = typer.Option(LSE.jpeg, "--jpeg/--no-jpeg", help="Upstream's JPEG round trip of every crop (published LSE numbers include it)."),
+    start: float = StartOpt,
+    duration: Optional[float] = DurationOpt,
 ) -> None:
     """Measure lip-sync (LSE-D/LSE-C with the original SyncNet, our expert's distance/confidence) and, with --reference, image quality."""
     from lipsync_cli.evaluate import evaluate as run
 
     lse = replace(LSE, weights=syncnet, face_crop=face_crop, jpeg=jpeg)
     run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device,
-        face=_face_arg(face), syncnet=lse)
+        face=_face_arg(face), syncnet=lse, start=start, duration=duration)
 
 
 @weights_app.command("list")

@@ -135,13 +135,12 @@ def print_lse(console, lse: dict) -> None:
 
     from lipsync_cli.evaluate_report import fmt
 
-    if lse.get("weights") is None:
-        console.print(f"LSE-D / LSE-C (original SyncNet): not measured ({lse.get('skipped')})")
+    if lse.get("weights") is None:  # skipped: on purpose, or said once by the warning on stderr
         return
     steps = f"face crop {lse['face_crop']}, JPEG round trip {'on' if lse['jpeg'] else 'off'}"
     console.print(f"SyncNet: {lse['weights']}  (the papers' LSE-D/LSE-C; {steps})")
     table = Table(title=f"LSE (frames {lse['first_frame']}..{lse['first_frame'] + lse['frames'] - 1} at 25 fps; "
-                        "+ offset = audio early)")
+                        "offsets in frames and ms; + = audio early, as syncnet_python)")
     for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
         table.add_column(key, justify="right")
     table.add_row(*(fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))

@@ -125,3 +125,59 @@ def test_training_says_where_it_runs_and_shows_progress(synthetic_data, tmp_path
     assert err.index(start) < err.index("step       1")  # said before the first step's line
     assert "step       2" in err  # --log-every 1: a line each step
     assert "2/2" in err and "loss" in err.split("2/2")[-1]  # the bar, finished, with the latest loss
+
+
+# ---- evaluate: each part on its own -----------------------------------------------------------------
+
+
+@pytest.fixture
+def offline_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSYNC_OFFLINE", "1")
+    monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LIPSYNC_WEIGHTS_DIR", raising=False)
+
+
+def test_evaluate_lse_without_the_expert_on_a_piece_and_says_it_resampled(tmp_path, capsys, caplog, speech_wav,
+                                                                          offline_without_weights):
+    """A commercial user without the (non-commercial) expert: `--syncnet X` still gives LSE JSON, with one
+    warning about the expert; the 30 fps clip is said to be resampled; --start/--duration measure a piece."""
+    from conftest import make_face_clip
+    from syncnet_utils import write_syncnet_v2
+
+    video = make_face_clip(tmp_path / "face30.mp4", seconds=2.0, fps=30, audio=speech_wav)
+    syncnet = write_syncnet_v2(tmp_path / "syncnet_v2.model")
+    code, out, err = run(["evaluate", video, "--syncnet", syncnet, "--detector", "dlib", "--device", "cpu",
+                          "--start", "0.5", "--duration", "1", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["expert"] is None and report["sync"]["expert_sync_distance"] is None
+    assert report["syncnet"]["weights"] == str(syncnet) and report["sync"]["lse_d"] is not None
+    assert report["resampled"] == "30 fps → 25 fps"
+    assert report["frames"] == 25  # 1 s of the piece at 25 fps
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "expert" in warnings[0], warnings
+
+
+def test_evaluate_parts_skipped_on_purpose_and_nothing_to_measure(tmp_path, capsys, caplog, speech_wav,
+                                                                  offline_without_weights):
+    from conftest import make_face_clip
+
+    video = make_face_clip(tmp_path / "face.mp4", seconds=1.0, audio=speech_wav)
+    code, out, err = run(["evaluate", video, "--expert", "none", "--syncnet", "none", "--reference", video,
+                          "--detector", "dlib", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "reconstruction against" in out and "expert:" not in out and "LSE" not in out
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    code, out, err = run(["evaluate", video, "--detector", "dlib", "--device", "cpu"], capsys)
+    assert code == 3 and "nothing to measure" in err
+
+
+def test_expert_offsets_use_upstreams_sign():
+    """Audio 3 frames late (video i matches audio i + 3): -3, as syncnet_python's `vshift - argmin` says it."""
+    from lipsync_cli.expert_sync import sync_report
+
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal((60, 8)).astype(np.float32)
+    video = audio[3:53] + 0.01 * rng.standard_normal((50, 8)).astype(np.float32)
+    sync = sync_report(video, audio)
+    assert sync["offset_frames"] == -3 and sync["offset_ms"] == -120

@@ -127,3 +127,19 @@ class VideoWriter:
         killed = f"ffmpeg killed by {signal.Signals(-code).name}" if code < 0 else f"ffmpeg exit code {code}"
         reason = stderr_tail(self._errors.read()) or killed
         return InternalError(f"encoding {self.out.name} failed (disk full or ffmpeg error): {reason}")
+
+
+def cut_piece(path: Path, out: Path, start: float, duration: Optional[float]) -> Path:
+    """Seconds [start, start + duration) of every video and audio stream of `path`, as `out` (.mkv): picture
+    lossless H.264 (qp 0), sound PCM, so measuring the piece measures the original's pixels and samples.
+    Input seeking decodes up to `start` and cuts there, frame-accurately, picture and sound together."""
+    import ffmpeg
+
+    from lipsync_cli.media.tools import run
+
+    source = ffmpeg.input(media_arg(path), ss=f"{start:.6f}", **({"t": f"{duration:.6f}"} if duration else {}))
+    res = run(command(source.output(media_arg(out), vcodec="libx264", qp=0, preset="ultrafast", acodec="pcm_s16le",
+                                    map_metadata=-1).overwrite_output()))
+    if res.returncode != 0:
+        raise InputError(f"could not cut {path.name} at {start:g} s ({stderr_tail(res.stderr)})")
+    return out

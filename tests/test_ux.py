@@ -174,7 +174,7 @@ def test_evaluate_parts_skipped_on_purpose_and_nothing_to_measure(tmp_path, caps
 
 def test_expert_offsets_use_upstreams_sign():
     """Audio 3 frames late (video i matches audio i + 3): -3, as syncnet_python's `vshift - argmin` says it."""
-    from lipsync_cli.expert_sync import sync_report
+    from lipsync_cli.evaluation.expert_sync import sync_report
 
     rng = np.random.default_rng(0)
     audio = rng.standard_normal((60, 8)).astype(np.float32)

@@ -16,8 +16,10 @@ import numpy as np
 from lipsync_cli import media
 from lipsync_cli.config import FaceConfig
 from lipsync_cli.errors import InputError
+from lipsync_cli.faces import get_detector
 from lipsync_cli.faces.base import Face, FaceDetector
 from lipsync_cli.faces.track import DETECT_BATCH, _chunks, _Follower, left_to_right
+from lipsync_cli.progress import Stages
 
 BOX_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]  # RGB
 
@@ -107,9 +109,6 @@ def write_picture(path: Path, picture: np.ndarray) -> None:
 def list_faces(video: Path, image: Optional[Path], cfg: FaceConfig, device: str = "cpu", start: float = 0.0,
                duration: Optional[float] = None, as_json: bool = False, quiet: bool = False) -> Survey:
     """`lipsync faces`: survey VIDEO (or its --start/--duration piece), print the table, write the picture."""
-    from lipsync_cli.faces import get_detector
-    from lipsync_cli.progress import Stages
-
     info = media.starting_at(media.probe(video), start)
     if not info.has_video:
         raise InputError(f"no video stream in {video} (pass a video or an image of a face)")

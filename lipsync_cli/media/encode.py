@@ -15,7 +15,7 @@ import numpy as np
 from lipsync_cli.errors import InputError, InternalError
 from lipsync_cli.media.atomic import atomic_output, check_output_folder
 from lipsync_cli.media.probe import probe
-from lipsync_cli.media.tools import command, media_arg, spawn, stderr_tail, stop
+from lipsync_cli.media.tools import command, media_arg, run, spawn, stderr_tail, stop
 
 AUDIO_BITRATE = "192k"  # AAC-LC; transparent enough for speech and music beds
 # Tag and convert with BT.709 so players (which assume 709 for HD) show the colours we decoded.
@@ -134,8 +134,6 @@ def cut_piece(path: Path, out: Path, start: float, duration: Optional[float]) ->
     lossless H.264 (qp 0), sound PCM, so measuring the piece measures the original's pixels and samples.
     Input seeking decodes up to `start` and cuts there, frame-accurately, picture and sound together."""
     import ffmpeg
-
-    from lipsync_cli.media.tools import run
 
     source = ffmpeg.input(media_arg(path), ss=f"{start:.6f}", **({"t": f"{duration:.6f}"} if duration else {}))
     res = run(command(source.output(media_arg(out), vcodec="libx264", qp=0, preset="ultrafast", acodec="pcm_s16le",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 from lipsync_cli.errors import UsageError, WeightsError
 from lipsync_cli.weights.cache import cache_dir, find_local
@@ -53,12 +54,13 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True, accept_licen
     return _download(spec, accept_licence)
 
 
-def check_generator(name_or_path: str | os.PathLike) -> None:
-    """Before any work: `--model` names a generator (an entry or a family), an existing file or folder.
-    A missing file is WeightsError (exit 3); a weights name that is not a generator is a UsageError."""
+def check_generator(name_or_path: str | os.PathLike, generators: Iterable[str]) -> None:
+    """Before any work: `--model` names a generator (an entry or a family of an architecture in `generators`),
+    or an existing file or folder. A missing file is WeightsError (exit 3); another weights name a UsageError."""
     text, path = str(name_or_path), Path(name_or_path).expanduser()
-    known = ", ".join(generator_names())
-    if text in generator_names() or path.exists():
+    accepted = generator_names(generators)
+    known = ", ".join(accepted)
+    if text in accepted or path.exists():
         return
     if text in names():
         raise UsageError(f"--model {text}: {entry(text).filename} is not a lip-sync generator (generators: {known}; "

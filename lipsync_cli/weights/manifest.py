@@ -12,10 +12,6 @@ from typing import Callable, Iterable
 from lipsync_cli.errors import UsageError
 
 
-# weights.toml architectures whose files are lip-sync generators (what `dub --model NAME` may name)
-GENERATOR_ARCHITECTURES = ("wav2lip", "musetalk", "latentsync")
-
-
 @dataclass(frozen=True)
 class WeightSpec:
     """One weights.toml entry (see the field notes at the top of that file)."""
@@ -101,12 +97,14 @@ def expand(selected: Iterable[str]) -> list[str]:
     return out
 
 
-def generator_names() -> list[str]:
-    """What `--model NAME` accepts: entries and families of a lip-sync generator architecture."""
+def generator_names(generators: Iterable[str]) -> list[str]:
+    """What `--model NAME` accepts: the entries and families whose architecture is one of `generators` (the
+    generator registry's family names; passed in, since that registry resolves weights through this package)."""
+    generators = set(generators)
     parts_of_a_family = set(families())  # a family's parts load only together, under the family name
     singles = [n for n, s in _manifest().items()
-               if s.architecture in GENERATOR_ARCHITECTURES and s.architecture not in parts_of_a_family]
-    return singles + [f for f in families() if f in GENERATOR_ARCHITECTURES]
+               if s.architecture in generators and s.architecture not in parts_of_a_family]
+    return singles + [f for f in families() if f in generators]
 
 
 def looks_like_path(text: str) -> bool:

@@ -1,16 +1,16 @@
 """`lipsync evaluate`: how well a video's lips follow its speech, and (with a reference) image quality.
 
 measure() chains the stages: load the judges, find the face over the frames, score sync with OUR expert
-(lipsync_cli/expert_sync.py: expert_sync_distance / expert_sync_confidence, never called LSE-D / LSE-C),
-then the papers' figures and, with a reference, reconstruction (lipsync_cli/reconstruction.py); the report
-is printed or written as JSON by lipsync_cli/evaluate_report.py.
+(lipsync_cli/evaluation/expert_sync.py: expert_sync_distance / expert_sync_confidence, never called LSE-D / LSE-C),
+then the papers' figures and, with a reference, reconstruction (lipsync_cli/evaluation/reconstruction.py); the report
+is printed or written as JSON by lipsync_cli/evaluation/report.py.
 
 Next to the expert's figures, the papers' LSE-D / LSE-C are measured with the original SyncNet exactly as
-upstream computes them (lipsync_cli/syncnet.py, inputs prepared by lipsync_cli/lse.py), on the same face track.
-Each part runs on its own when its inputs exist: our expert (default weights lipsync_expert, non-commercial),
-LSE (default weights syncnet_v2) and reconstruction (--reference). A default judge whose weights are not here is
-skipped with one warning and its figures are null; `--expert none` / `--syncnet none` skip one on purpose;
-weights named explicitly must exist (exit 3). Offsets follow upstream syncnet_python's sign everywhere
+upstream computes them (evaluation/upstream_syncnet.py, inputs prepared by evaluation/lse.py), on the same
+face track. Each part runs on its own when its inputs exist: our expert (default weights lipsync_expert,
+non-commercial), LSE (default weights syncnet_v2) and reconstruction (--reference). A default judge whose weights
+are not here is skipped with one warning and its figures are null; `--expert none` / `--syncnet none` skip one on
+purpose; weights named explicitly must exist (exit 3). Offsets follow upstream syncnet_python's sign everywhere
 (positive: the audio is early), in frames at 25 fps and in ms. Frames are resampled to 25 fps (said in the
 report when the video's own rate differs).
 """
@@ -18,17 +18,23 @@ report when the video's own rate differs).
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
+from lipsync_cli import media, weights
 from lipsync_cli.config import FaceConfig, SyncNetConfig
+from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, UsageError, WeightsError
-from lipsync_cli.evaluate_report import print_report, to_json
-from lipsync_cli.expert_sync import EXPERT_FPS, embed, lower_halves, per_second, sync_report
-from lipsync_cli.reconstruction import reconstruction
-from lipsync_cli.silence import silence_report
+from lipsync_cli.evaluation import lse, many, upstream_syncnet
+from lipsync_cli.evaluation.expert_sync import EXPERT_FPS, embed, lower_halves, per_second, sync_report
+from lipsync_cli.evaluation.reconstruction import reconstruction
+from lipsync_cli.evaluation.report import print_report, to_json
+from lipsync_cli.evaluation.silence import silence_report
+from lipsync_cli.faces import get_detector, track as tracking
+from lipsync_cli.models import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,6 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
     face: which face is scored when several ("largest", "center" or an index), by both judges.
     syncnet: LSE-D / LSE-C settings (weights, face crop, JPEG step); default SyncNetConfig().
     """
-    from lipsync_cli import evaluate_many as many
-
     lse_cfg = syncnet or SyncNetConfig()
     if start > 0 or duration is not None:
         if many.is_many(Path(video)):
@@ -77,10 +81,6 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
 
 def _evaluate_piece(video, audio, reference, start: float, duration: Optional[float], run) -> dict:
     """evaluate() on the --start/--duration piece of each input, cut into a temporary folder removed after."""
-    import tempfile
-
-    from lipsync_cli import media
-
     with tempfile.TemporaryDirectory(prefix="lipsync-piece-") as tmp:
         pieces = [None if p is None else media.cut_piece(Path(p), Path(tmp) / f"{i}-{Path(p).stem}.mkv", start, duration)
                   for i, p in enumerate((video, audio, reference))]
@@ -91,9 +91,6 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
             detector: str, device: str, box=None, face: str = "largest",
             lse_cfg: SyncNetConfig = SyncNetConfig()) -> dict:
     """The whole report as a plain dict (the JSON output)."""
-    from lipsync_cli import media
-    from lipsync_cli.inference import pick_device
-
     dev = pick_device(device)
     net, expert_path, expert_skipped = load_expert(expert, dev)
     syncnet_model, syncnet_path, skipped = load_syncnet(lse_cfg.weights, dev)
@@ -125,9 +122,6 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
 def load_expert(name_or_path: Optional[str], device: str):
     """(expert nn.Module in eval mode on `device`, its checkpoint file, None), or (None, None, why) when it is
     skipped: `none`, or the default weights are not here (one warning). A named expert must exist (exit 3)."""
-    from lipsync_cli import weights
-    from lipsync_cli.models import load_checkpoint
-
     if name_or_path == SKIP:
         return None, None, "skipped (--expert none)"
     try:
@@ -155,8 +149,6 @@ def measure_expert(net, video: Path, track, wav: np.ndarray, device: str) -> dic
 
 def resampled(video: Path) -> Optional[str]:
     """'29.97 fps → 25 fps' when the judges see the video at another rate than its own, else None."""
-    from lipsync_cli import media
-
     info = media.probe(video)
     if info.fps == EXPERT_FPS and not info.is_vfr:
         return None
@@ -166,29 +158,24 @@ def resampled(video: Path) -> Optional[str]:
 LSE_KEYS = ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms")  # the headline SyncNet figures, beside the expert's
 
 
-def load_syncnet(weights: Optional[str], device: str):
+def load_syncnet(name: Optional[str], device: str):
     """(SyncNet model, its file, None), or (None, None, why) when the default weights are unavailable.
     Weights the user named explicitly are required: their WeightsError (exit 3) propagates."""
-    from lipsync_cli import syncnet
-    from lipsync_cli import weights as registry
-
-    if weights == SKIP:
+    if name == SKIP:
         return None, None, "skipped (--syncnet none)"
     try:
-        path = registry.resolve(weights or syncnet.WEIGHTS)
+        path = weights.resolve(name or upstream_syncnet.WEIGHTS)
     except WeightsError as err:
-        if weights is not None:
+        if name is not None:
             raise
         log.warning("LSE-D/LSE-C not measured: %s", err)  # the one warning; the report only says "not measured"
         return None, None, str(err)
-    return syncnet.load(path, device), path, None
+    return upstream_syncnet.load(path, device), path, None
 
 
 def measure_lse(video: Path, audio: Optional[Path], raw_track, cfg: SyncNetConfig, model, path,
                 skipped: Optional[str]) -> dict:
     """report["syncnet"]: LSE-D / LSE-C and their details, or why they were not measured."""
-    from lipsync_cli import lse
-
     if model is None:
         return {"weights": None, "skipped": skipped, **{k: None for k in LSE_KEYS}}
     track = None if cfg.face_crop == "none" else raw_track
@@ -197,8 +184,6 @@ def measure_lse(video: Path, audio: Optional[Path], raw_track, cfg: SyncNetConfi
 
 def decode(video: Path) -> Iterator[np.ndarray]:
     """Frames of `video` resampled to EXPERT_FPS, (H, W, 3) uint8 RGB, streamed."""
-    from lipsync_cli import media
-
     info = media.probe(video)
     if not info.has_video or info.is_image:
         raise InputError(f"{video} is not a video; evaluate needs a video of a talking face")
@@ -209,8 +194,6 @@ class _FaceFinder:
     """One face detector (loaded once) for every video of a report, or a fixed box."""
 
     def __init__(self, detector: str, device: str, box=None, face: str = "largest"):
-        from lipsync_cli.config import FaceConfig
-
         self.cfg = FaceConfig(detector=detector, box=tuple(box) if box else None, face=face)
         # SyncNet's crop rule smooths the detector's own boxes itself (median of 13), unpadded
         self.raw_cfg = FaceConfig(detector=detector, box=self.cfg.box, face=face, pads=(0, 0, 0, 0), smooth_window=1)
@@ -219,9 +202,6 @@ class _FaceFinder:
 
     def tracks(self, video: Path):
         """(the expert's track: smoothed and padded, the raw detector boxes for SyncNet's crop): one detection pass."""
-        from lipsync_cli import media
-        from lipsync_cli.faces import track as tracking
-
         raw = self.track(video, self.raw_cfg)
         if self.cfg.box is not None:
             return raw, raw
@@ -230,10 +210,6 @@ class _FaceFinder:
 
     def track(self, video: Path, cfg=None):
         """lipsync_cli.faces.track.FaceTrack of `video` at EXPERT_FPS (boxes and landmarks, NaN: no face)."""
-        from lipsync_cli import media
-        from lipsync_cli.faces import get_detector
-        from lipsync_cli.faces import track as tracking
-
         cfg = cfg or self.cfg
         info = media.probe(video)
         size = (info.height, info.width)

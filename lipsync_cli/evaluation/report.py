@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from lipsync_cli.expert_sync import EXPERT_FPS
+from lipsync_cli.evaluation.expert_sync import EXPERT_FPS
 
 OFFSET_SIGN = "+ = audio early, as syncnet_python"  # the one sign convention of every offset in the report
 
@@ -45,8 +45,6 @@ def print_report(report: dict) -> None:
     if report.get("expert"):
         print_expert(console, report)
     if "syncnet" in report:
-        from lipsync_cli.lse import print_lse
-
         print_lse(console, report["syncnet"])
     if "silence" in report:
         q = report["silence"]
@@ -82,4 +80,26 @@ def print_expert(console, report: dict) -> None:
     for row in report["per_second"]:
         seconds.add_row(*(fmt(row[k]) for k in ("second", "expert_sync_distance", "expert_sync_confidence",
                                                  "offset_frames", "offset_ms", "windows")))
+    console.print(seconds)
+
+
+def print_lse(console, lse: dict) -> None:
+    """The papers' figures (original SyncNet): whole span, then per second."""
+    from rich.table import Table
+
+    if lse.get("weights") is None:  # skipped: on purpose, or said once by the warning on stderr
+        return
+    steps = f"face crop {lse['face_crop']}, JPEG round trip {'on' if lse['jpeg'] else 'off'}"
+    console.print(f"SyncNet: {lse['weights']}  (the papers' LSE-D/LSE-C; {steps})")
+    table = Table(title=f"LSE (frames {lse['first_frame']}..{lse['first_frame'] + lse['frames'] - 1} at 25 fps; "
+                        f"offsets in frames and ms; {OFFSET_SIGN})")
+    for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
+        table.add_column(key, justify="right")
+    table.add_row(*(fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))
+    console.print(table)
+    seconds = Table(title="LSE per second (confidence = LSE-C of the windows starting in that second)")
+    for key in ("second", "LSE-C", "LSE-D", "AV offset frames", "windows"):
+        seconds.add_column(key, justify="right")
+    for row in lse["per_second"]:
+        seconds.add_row(*(fmt(row[k]) for k in ("second", "lse_c", "lse_d", "av_offset_frames", "windows")))
     console.print(seconds)

@@ -20,6 +20,7 @@ class RunLog:
     def __init__(self, run_dir: Path, enabled: bool, quiet: bool, resume_step: int | None = None):
         self.enabled, self.quiet = enabled, quiet
         self._file = self._writer = self._tb = None
+        self._progress = self._bar = None  # set by start() on rank 0 when not quiet
         if not enabled:
             return
         path = Path(run_dir) / "metrics.csv"
@@ -34,7 +35,6 @@ class RunLog:
         from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False)
-        self._progress = self._bar = None
 
     def start(self, line: str, step: int, max_steps: int) -> None:
         """Print the start line and show the progress bar from `step` (a resumed run) to `max_steps`."""

@@ -7,8 +7,8 @@ blends it into the full-resolution frames and pipes them to the encoder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -109,8 +109,8 @@ def describe_model(model: str, generator) -> str:
     """'<file> (family <name>)' for -v: which file was loaded and as what (nothing is re-hashed)."""
     path = Path(model).expanduser()
     if not path.exists():
-        found = [weights.find_local(weights.entry(n)) for n in weights.expand([model])]
-        path = found[0] if len(found) == 1 else Path(os.path.commonpath([str(f) for f in found if f])) if any(found) else path
+        with contextlib.suppress(UsageError):  # a generator passed in by a library caller may name no entry
+            path = weights.find_local(weights.entry(weights.expand([model])[0])) or path  # a family's main file
     family = getattr(getattr(generator, "model", None), "arch", None) or type(generator).__name__
     return f"{path} (family {family})"
 

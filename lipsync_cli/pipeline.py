@@ -184,7 +184,8 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):
         track = tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
-                                      progress=lambda n: stages.advance("detect", n))
+                                      progress=lambda n: stages.advance("detect", n),
+                                      fps=None if info.is_image else float(info.fps))
     return track, detector
 
 

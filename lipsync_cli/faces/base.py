@@ -6,8 +6,9 @@ detection and scaling the results back lives here, once, so every backend gets i
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,6 +58,13 @@ class FaceDetector:
 
     def _detect(self, frames: Sequence[np.ndarray]) -> List[List[Face]]:
         raise NotImplementedError
+
+    @contextmanager
+    def session(self, fps: Optional[float] = None) -> Iterator["FaceDetector"]:
+        """A detector for one video's frames at `fps`, given in order chunk after chunk (fps None: unrelated
+        stills). Backends that follow the face from frame to frame (MediaPipe's VIDEO mode) open a fresh
+        tracking session here; the others detect every frame on its own and are their own session."""
+        yield self
 
 
 def downscale_batch(frames: Sequence[np.ndarray], max_side: Optional[int]) -> Tuple[List[np.ndarray], float]:

@@ -84,7 +84,7 @@ def skip_outcome(job: Job) -> Optional[Outcome]:
 
 def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), report: Optional[Path] = None) -> int:
     """Dub every row of this shard; returns the exit code (1 if any row failed)."""
-    from lipsync_cli.pipeline import dub
+    from lipsync_cli.pipeline import check_commercial, dub
 
     check_report_path(report)
     jobs = shard_jobs(read_jobs(jobs_file), shard)
@@ -93,6 +93,7 @@ def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), 
     if any(not job.output.exists() for job in jobs):
         # Load once before the first row: a wrong --model or detector (weights missing, bad checkpoint) is one
         # error and its own exit code, not the same failure repeated on every row of a long batch.
+        check_commercial(cfg)
         models.generator()
         models.detector()
     outcomes = []
@@ -149,7 +150,8 @@ class Models:
             from lipsync_cli.faces import get_detector
             from lipsync_cli.inference import pick_device
 
-            self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device))
+            self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device),
+                                          commercial=self.cfg.commercial)
             PROCESS_LOADS["detector"] += 1
         return self._detector
 

@@ -33,9 +33,9 @@ weights_app = typer.Typer(help="List, download, verify and locate model weights.
 app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 
-DETECTOR_HELP = ("Face backend: auto (face_alignment on CUDA, dlib on a CPU when installed), face_alignment, "
-                 "face_alignment:<its detector> (sfd, blazeface, retinaface, ...) or dlib.")
-DETECTOR_METAVAR = "auto|face_alignment[:DET]|dlib"
+DETECTOR_HELP = ("Face backend: auto (mediapipe on a CPU, face_alignment on CUDA), mediapipe (Apache-2.0 weights), "
+                 "face_alignment, face_alignment:<its detector> (sfd, blazeface, retinaface, ...) or dlib.")
+DETECTOR_METAVAR = "auto|mediapipe|face_alignment[:DET]|dlib"
 VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 
@@ -119,6 +119,9 @@ def dub(
     gpus_per_worker: float = typer.Option(RAY.gpus_per_worker, "--gpus-per-worker", min=0.01, help="With --ray: GPUs per worker (0.5: two per GPU)."),
     cpus_per_worker: int = typer.Option(RAY.cpus_per_worker, "--cpus-per-worker", min=1, help="With --ray on a cluster without GPUs: cores per worker."),
     force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
+    commercial: bool = typer.Option(DUB.commercial, "--commercial",
+                                    help="Refuse to start unless every model of the run is cleared for commercial use "
+                                         "(--detector auto then means mediapipe)."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
@@ -128,7 +131,8 @@ def dub(
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
-                    loop=loop, fps=fps, force=force, quiet=quiet, musetalk=replace(DUB.musetalk, reference=reference))
+                    loop=loop, fps=fps, force=force, quiet=quiet, commercial=commercial,
+                    musetalk=replace(DUB.musetalk, reference=reference))
     ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:
         if video is not None or audio is not None:

@@ -30,7 +30,7 @@ class DubResult:
     frames_edited: int  # frames whose mouth was re-generated
     seconds: dict = field(default_factory=dict)  # wall-clock seconds per stage
     detector: str = "box"  # the face backend used ("box": a fixed --box, no detection)
-    licence_notice: Optional[str] = None  # the models of this run not cleared for commercial use, if any
+    licence_notice: Optional[str] = None  # the run's licence line: its models not cleared for commercial use, or that all are
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
@@ -49,6 +49,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     from lipsync_cli.progress import Stages
 
     video, audio = Path(video), Path(audio)
+    check_commercial(cfg)
     out = output_path(video, audio, out, cfg.force)
     info = media.probe(video)
     if not info.has_video:
@@ -117,15 +118,33 @@ def summarise(out: Path, video: Path, plan, edit, cfg: DubConfig, detector, stag
     from lipsync_cli import weights
 
     edited = int(np.count_nonzero(edit[plan] > 0))
-    models = [*weights.model_entries(cfg.model), *(detector.weights if detector else ())]
+    generator = weights.model_entries(cfg.model)
+    own = [] if generator else [str(cfg.model)]  # a checkpoint of the user's own, not a weights.toml entry
+    models = [*generator, *(detector.weights if detector else ())]
     result = DubResult(out, len(plan), edited, dict(stages.seconds), detector.name if detector else "box",
-                       weights.licence_notice(models))
+                       weights.licence_notice(models, own))
     if edited == 0:
         stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
     stages.print(result.summary())
     if result.licence_notice:
         stages.print(result.licence_notice)
     return result
+
+
+def check_commercial(cfg: DubConfig) -> None:
+    """With cfg.commercial, refuse to start a run that would use a model not cleared for commercial use (before
+    anything is loaded), naming each; the user's own checkpoint is theirs to judge."""
+    if not cfg.commercial:
+        return
+    from lipsync_cli import faces, weights
+
+    detector = () if cfg.faces.box is not None else \
+        faces.detector_weights(cfg.faces.detector, _detector_device(cfg.device), commercial=True)
+    flagged = weights.uncleared([*weights.model_entries(cfg.model), *detector])
+    if flagged:
+        raise UsageError(f"--commercial: this run would use models not cleared for commercial use: {', '.join(flagged)}"
+                         " (a commercial run: --model musetalk or your own checkpoint, --detector auto or mediapipe, "
+                         "or a fixed --box)")
 
 
 def chunk_size(frames: int, shape: tuple[int, int, int], budget: int = 256 << 20) -> int:
@@ -179,7 +198,8 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
     if cfg.faces.box is not None:
         return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), None
     with stages.time("load"):
-        detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
+        detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device),
+                                                  commercial=cfg.commercial)
     stages.bar("detect", n_used)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):

@@ -482,7 +482,8 @@ def test_licence_notice_names_what_a_run_used(tmp_path):
     from lipsync_cli.faces import get_detector
 
     assert weights.model_entries("musetalk") == [n for n in weights.names() if weights.entry(n).architecture == "musetalk"]
-    assert weights.licence_notice(weights.model_entries("musetalk")) is None  # all its parts allow commercial use
+    # all its parts allow commercial use: the line says so
+    assert weights.licence_notice(weights.model_entries("musetalk")).startswith("licence: every model of this run is cleared")
     own = tmp_path / "best.pt"
     own.write_bytes(b"x")
     assert weights.model_entries(str(own)) == []  # the user's own checkpoint: its terms are theirs
@@ -504,3 +505,6 @@ def test_weights_list_shows_the_commercial_column_and_the_bundled_dlib_model():
     row = next(line for line in proc.stdout.splitlines() if "dlib_68" in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
     assert cells[3] == "no" and cells[5].startswith("yes"), cells  # the test extra installs it: found in the package
+    row = next(line for line in proc.stdout.splitlines() if "face_landmarker" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[1:5] == ["mediapipe", "Apache-2.0", "yes", "4 MB"], cells  # the MediaPipe face backend, cleared

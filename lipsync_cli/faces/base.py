@@ -34,6 +34,12 @@ class Face:
         landmarks = None if self.landmarks is None else (self.landmarks * factor).astype(np.float32)
         return Face((self.box * factor).astype(np.float32), self.score, landmarks)
 
+    def shifted(self, dx: float, dy: float, width: int, height: int) -> "Face":
+        """The same face found in a crop whose top-left corner is (dx, dy) of a width x height frame."""
+        offset = np.array([dx, dy], dtype=np.float32)
+        landmarks = None if self.landmarks is None else (self.landmarks + offset).astype(np.float32)
+        return Face(clip_box(self.box + np.tile(offset, 2), width, height), self.score, landmarks)
+
 
 class FaceDetector:
     """Finds faces in batches of frames. Subclasses implement `_detect`; callers use `detect`."""

@@ -3,9 +3,8 @@
 Its one model file (face_landmarker.task, 3.7 MB) is Apache-2.0, so unlike dlib's 68-point model (iBUG 300-W,
 non-commercial) and face-alignment's S3FD/FAN (no stated licence) a commercial run may use it. It runs on the
 CPU at tens of frames per second (benchmarks/bench_detect.py). For a video it runs in MediaPipe's VIDEO mode:
-after the first frame the mesh of the previous frame places the next one (the detector runs again only when
-fewer faces than NUM_FACES are tracked) and MediaPipe smooths the points over time; stills use IMAGE mode,
-each frame on its own.
+MediaPipe follows the faces from frame to frame and smooths the points over time, and a face it loses is
+looked for again around its last box (RESCUE_CROP); stills use IMAGE mode, each frame on its own.
 
 The rest of the pipeline (crops, masks, MuseTalk's box rule, tracking) reads the 68-point iBUG layout, so the
 mesh is reduced to it with MESH_TO_68 below; the box is derived from those 68 points as for dlib.
@@ -19,11 +18,18 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 
 from lipsync_cli.errors import WeightsError
-from lipsync_cli.faces.base import N_LANDMARKS, Face, FaceDetector, box_from_landmarks, clip_box
+from lipsync_cli.faces.base import N_LANDMARKS, Face, FaceDetector, box_area, box_from_landmarks, clip_box, iou
 
 WEIGHTS = ("face_landmarker",)  # the weights.toml entry of the .task bundle
 NUM_FACES = 4  # faces tracked per frame: enough for a two-person shot and a bystander or two
 INSTALL_HINT = "pip install mediapipe"
+# MediaPipe's short-range detector misses faces that fill little of the frame (it sees the frame at 128x128), and
+# in VIDEO mode a face it stops tracking is gone until the detector finds it again: in two speakers side by side
+# (tests/test_mediapipe.py) one was lost for 10 of 50 frames, 4 with this rescue, the 4 where it is not found even alone. Such a face is looked for again in a crop around its
+# last box, where it fills the detector's view: RESCUE_CROP box sides wide, kept if its box overlaps the last one
+# by RESCUE_MIN_IOU (the same face moved a little, not a neighbour). It costs nothing while no face is lost.
+RESCUE_CROP = 1.5
+RESCUE_MIN_IOU = 0.3
 
 # The 68 iBUG 300-W points, each as one vertex of MediaPipe's canonical 478-point face mesh (vertex numbers as in
 # mediapipe's face_landmarker FaceLandmarksConnections). Derivation, stated once: every iBUG point was
@@ -89,7 +95,7 @@ class MediaPipeDetector(FaceDetector):
     def session(self, fps: Optional[float] = None) -> Iterator[FaceDetector]:
         """VIDEO mode for one video's frames in order at `fps` (fresh per video: no state carries over to the
         next), IMAGE mode for unrelated stills (fps None)."""
-        session = _Session(_landmarker(self._path, video=bool(fps)), fps)
+        session = _Session(_landmarker(self._path, video=bool(fps)), fps, self._path)
         try:
             yield session
         finally:
@@ -97,30 +103,55 @@ class MediaPipeDetector(FaceDetector):
 
 
 class _Session(FaceDetector):
-    """One open landmarker. In VIDEO mode frame i is given the timestamp i / fps (MediaPipe's smoothing uses it)."""
+    """One open landmarker. In VIDEO mode frame i is given the timestamp i / fps (MediaPipe's smoothing uses it),
+    and a face of the previous frame that MediaPipe loses is looked for again in a crop around its last box."""
 
     name = MediaPipeDetector.name
     weights = WEIGHTS
 
-    def __init__(self, landmarker, fps: Optional[float]):
+    def __init__(self, landmarker, fps: Optional[float], path: str):
         self._landmarker = landmarker
         self._ms_per_frame = 1000.0 / fps if fps else None
         self._index = 0
         self._last_ms = -1
+        self._path = path
+        self._previous: List[np.ndarray] = []  # the boxes of the last frame (VIDEO mode)
+        self._near = None  # an IMAGE-mode landmarker for the crops, opened on the first lost face
 
     def _detect(self, frames: Sequence[np.ndarray]) -> List[List[Face]]:
-        return [_faces(self._run(_image(frame)), frame.shape) for frame in frames]
-
-    def _run(self, image):
         if self._ms_per_frame is None:
-            return self._landmarker.detect(image)
+            return [_faces(self._landmarker.detect(_image(frame)), frame.shape) for frame in frames]
+        return [self._next_frame(frame) for frame in frames]
+
+    def _next_frame(self, frame: np.ndarray) -> List[Face]:
         # strictly increasing whole milliseconds, as VIDEO mode requires (even above 1000 frames/s)
         stamp = max(self._last_ms + 1, round(self._index * self._ms_per_frame))
         self._index, self._last_ms = self._index + 1, stamp
-        return self._landmarker.detect_for_video(image, stamp)
+        faces = _faces(self._landmarker.detect_for_video(_image(frame), stamp), frame.shape)
+        lost = [box for box in self._previous if not any(iou(box, face.box) >= RESCUE_MIN_IOU for face in faces)]
+        faces += [face for face in (self._find_near(frame, box) for box in lost) if face is not None]
+        self._previous = [face.box for face in faces]
+        return _largest_first(faces)
+
+    def _find_near(self, frame: np.ndarray, box: np.ndarray) -> Optional[Face]:
+        """The face in a square RESCUE_CROP box sides wide around `box`, if it still overlaps that box."""
+        height, width = frame.shape[:2]
+        centre, side = (box[:2] + box[2:]) / 2, RESCUE_CROP * float(max(box[2] - box[0], box[3] - box[1]))
+        x1, y1 = (int(max(0, v)) for v in centre - side / 2)
+        x2, y2 = int(min(width, centre[0] + side / 2)), int(min(height, centre[1] + side / 2))
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            return None
+        if self._near is None:
+            self._near = _landmarker(self._path, video=False)
+        crop = frame[y1:y2, x1:x2]
+        found = [face.shifted(x1, y1, width, height) for face in _faces(self._near.detect(_image(crop)), crop.shape)]
+        best = max(found, key=lambda face: float(iou(box, face.box)), default=None)
+        return best if best is not None and iou(box, best.box) >= RESCUE_MIN_IOU else None
 
     def close(self) -> None:
         self._landmarker.close()
+        if self._near is not None:
+            self._near.close()
 
 
 def _landmarker(path: str, video: bool):
@@ -153,5 +184,8 @@ def _faces(result, shape) -> List[Face]:
         points = np.array([(p.x * width, p.y * height) for p in mesh], dtype=np.float32)
         landmarks = points[MESH_TO_68]
         faces.append(Face(clip_box(box_from_landmarks(landmarks), width, height), 1.0, landmarks))
-    faces.sort(key=lambda face: -float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1])))
-    return faces
+    return _largest_first(faces)
+
+
+def _largest_first(faces: List[Face]) -> List[Face]:
+    return sorted(faces, key=lambda face: -float(box_area(face.box)))

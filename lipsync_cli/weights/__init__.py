@@ -21,13 +21,13 @@ from pathlib import Path
 from lipsync_cli.errors import InputError, WeightsError
 from lipsync_cli.weights.cache import cache_dir, find_local
 from lipsync_cli.weights.download import download as _download
-from lipsync_cli.weights.licences import licence_notice, model_entries
+from lipsync_cli.weights.licences import licence_notice, model_entries, uncleared
 from lipsync_cli.weights.manifest import WeightSpec, entry, expand, looks_like_path, names
 from lipsync_cli.weights.table import print_table
 from lipsync_cli.weights.verify import check, expected_sha256, sha256_of, verified, verify_cached
 
 __all__ = ["WeightSpec", "cache_dir", "check", "entry", "expand", "expected_sha256", "find_local", "licence_notice",
-           "model_entries", "names", "print_table", "resolve", "sha256_of", "verified", "verify_cached"]
+           "model_entries", "names", "print_table", "resolve", "sha256_of", "uncleared", "verified", "verify_cached"]
 
 
 def resolve(name_or_path: str | os.PathLike, download: bool = True, accept_licence: bool = False) -> Path:

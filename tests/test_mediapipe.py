@@ -325,3 +325,30 @@ def test_commercial_refuses_a_run_with_a_model_not_cleared(tmp_path, weights_dir
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("error: --commercial: this run would use models not cleared for commercial use:")
     assert named in line and ("dlib" in line) == (detector == "dlib")
+
+
+# ---- evaluate --face-crop auto -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_evaluate_crops_lse_faces_with_mediapipe(tmp_path, weights_dir):
+    """`evaluate --face-crop auto` tracks the face with MediaPipe: every frame of 05's first 2 s (turned head) is
+    scored, on boxes where dlib puts the face too (random SyncNet and expert weights: the plumbing, not the scores)."""
+    from ckpt_utils import write_public_checkpoint
+    from syncnet_utils import write_syncnet_v2
+
+    from lipsync_cli.config import SyncNetConfig
+    from lipsync_cli.evaluate import _FaceFinder, evaluate
+
+    video = tmp_path / "05_2s.mp4"
+    subprocess.run([ffmpeg_bin(), "-v", "error", "-i", str(shared_path("media", "05_turned_head_224_glasses.mp4")),
+                    "-t", "2", "-c:v", "libx264", "-crf", "18", "-c:a", "aac", str(video)], check=True)
+    syncnet = SyncNetConfig(weights=str(write_syncnet_v2(tmp_path / "syncnet_v2.model")), jpeg=False)
+    expert = write_public_checkpoint(tmp_path / "lipsync_expert.pth", "syncnet")
+    report = evaluate(video, expert=str(expert), detector="mediapipe", device="cpu", syncnet=syncnet)
+    lse = report["syncnet"]
+    assert lse["face_crop"] == "auto" and lse["first_frame"] == 0 and lse["frames"] == 50
+    assert np.isfinite(lse["lse_d"]) and lse["windows"] > 0
+    ours = _FaceFinder("mediapipe", "cpu").track(video)
+    theirs = _FaceFinder("dlib", "cpu").track(video)
+    assert ours.found.all() and (iou(ours.boxes, theirs.boxes) > 0.5).mean() > 0.9

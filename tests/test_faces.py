@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import astronaut_face, shared_path
+from conftest import SHARED, astronaut_face, shared_path
 
 from lipsync_cli.config import FaceConfig
 from lipsync_cli.errors import UsageError, WeightsError
@@ -18,8 +18,11 @@ from lipsync_cli.faces.crop import crop, pixel_box, uncrop
 # ---- backends -----------------------------------------------------------------------------------
 
 
+MEDIAPIPE_WEIGHTS = SHARED / "models" / "mediapipe"  # the real face_landmarker.task (absent on users' machines)
+
+
 def _available_backends() -> list:
-    names = []
+    names = ["mediapipe"] if (MEDIAPIPE_WEIGHTS / "face_landmarker.task").is_file() else []
     try:
         import dlib  # noqa: F401
 
@@ -42,7 +45,9 @@ _detectors: dict = {}
 
 def detector(name: str) -> FaceDetector:
     if name not in _detectors:
-        _detectors[name] = get_detector(name)
+        with pytest.MonkeyPatch.context() as patch:  # the path is resolved (and verified) once, when loading
+            patch.setenv("LIPSYNC_WEIGHTS_DIR", str(MEDIAPIPE_WEIGHTS))
+            _detectors[name] = get_detector(name)
     return _detectors[name]
 
 

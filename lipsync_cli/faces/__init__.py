@@ -54,10 +54,11 @@ def detector_names() -> List[str]:
 
 def resolve_name(name: str, device: str, commercial: bool = False) -> str:
     """"auto" → the backend that measured best for this device (README, "Face backends"; the table is
-    benchmarks/bench_detect.py's): MediaPipe on a CPU (faster than dlib's HOG, a face in every frame of every
-    shared clip, and its weights are cleared for commercial use); on CUDA face-alignment's batched S3FD, whose
-    larger input finds the small faces of wide shots that MediaPipe's short-range detector misses, except for a
-    commercial run (`commercial`), where MediaPipe is the one cleared backend. Any other name is returned as given."""
+    benchmarks/bench_detect.py's): MediaPipe on a CPU (3.8x dlib's HOG in frames/s on the shared clips, a face in
+    every frame of them but 7 in full profile where dlib finds none either, and its weights are cleared for
+    commercial use); on CUDA face-alignment's batched S3FD, whose full-size input finds the small faces of wide
+    shots that MediaPipe's short-range detector misses, except for a commercial run (`commercial`), where
+    MediaPipe is the one cleared backend. Any other name is returned as given."""
     if name != "auto":
         return name
     if device.startswith("cuda") and not commercial:

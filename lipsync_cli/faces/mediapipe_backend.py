@@ -12,6 +12,8 @@ mesh is reduced to it with MESH_TO_68 below; the box is derived from those 68 po
 
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence
 
@@ -163,9 +165,26 @@ def _landmarker(path: str, video: bool):
     options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=path), running_mode=mode,
                                            num_faces=NUM_FACES)
     try:
-        return vision.FaceLandmarker.create_from_options(options)
+        with _quiet_stderr():
+            return vision.FaceLandmarker.create_from_options(options)
     except (RuntimeError, ValueError) as err:  # a .task file that is not one (verified bytes make this rare)
         raise WeightsError(f"MediaPipe could not load {path}: {str(err).strip().splitlines()[0]}") from None
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to the null device: building a landmarker, MediaPipe's C++ code logs four lines of
+    notes (XNNPACK delegate, blendshape graph, feedback tensors) straight to it, which no environment variable of
+    this release silences; a failure still reaches the user as the Python exception it raises."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _image(frame: np.ndarray):

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Optional
 
 from lipsync_cli.config import DubConfig
-from lipsync_cli.errors import InputError, LipsyncError
+from lipsync_cli.device import pick_device
+from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.faces import get_detector
+from lipsync_cli.generators.registry import load_for
+from lipsync_cli.media.atomic import atomic_output, check_output_folder
+from lipsync_cli.pipeline import check_commercial, dub
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +89,6 @@ def skip_outcome(job: Job) -> Optional[Outcome]:
 
 def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), report: Optional[Path] = None) -> int:
     """Dub every row of this shard; returns the exit code (1 if any row failed)."""
-    from lipsync_cli.pipeline import check_commercial, dub
-
     check_report_path(report)
     jobs = shard_jobs(read_jobs(jobs_file), shard)
     row_cfg = replace(cfg, force=False, quiet=True)
@@ -136,10 +139,7 @@ class Models:
 
     def generator(self):
         if self._generator is None:
-            from lipsync_cli.inference import load_generator
-
-            c = self.cfg
-            self._generator = load_generator(c.model, c.device, c.precision, c.batch_size, c.musetalk)
+            self._generator = load_for(self.cfg)
             PROCESS_LOADS["generator"] += 1
         return self._generator
 
@@ -147,9 +147,6 @@ class Models:
         if self.cfg.faces.box is not None:
             return None
         if self._detector is None:
-            from lipsync_cli.faces import get_detector
-            from lipsync_cli.inference import pick_device
-
             self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device),
                                           commercial=self.cfg.commercial)
             PROCESS_LOADS["detector"] += 1
@@ -187,9 +184,6 @@ REPORT_SUFFIXES = (".csv", ".json")
 
 def check_report_path(path: Optional[Path]) -> None:
     """Before any row runs: a report that cannot be written must not surface only after hours of dubbing."""
-    from lipsync_cli.errors import UsageError
-    from lipsync_cli.media.atomic import check_output_folder
-
     if path is None:
         return
     if Path(path).suffix.lower() not in REPORT_SUFFIXES:
@@ -210,8 +204,6 @@ def report_rows(outcomes: list[Outcome]) -> list[dict]:
 def write_report(path: Path, outcomes: list[Outcome]) -> None:
     """Per-row status, seconds, frames and error as CSV or JSON (by suffix), written atomically."""
     import json
-
-    from lipsync_cli.media.atomic import atomic_output
 
     rows = report_rows(outcomes)
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -26,7 +26,7 @@ from lipsync_cli.batch import (Job, Models, Outcome, check_report_path, dub_row,
 from lipsync_cli.config import DubConfig, RayConfig
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
 from lipsync_cli.media.atomic import partial_path
-from lipsync_cli.pipeline import check_commercial
+from lipsync_cli.pipeline import check_commercial, dub
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,6 @@ class DubWorker:
         return self.models.name
 
     def dub(self, job: Job, attempt: int) -> Outcome:
-        from lipsync_cli.pipeline import dub
-
         return dub_row(job, self.cfg, self.models, dub, attempt)
 
 

@@ -117,15 +117,13 @@ def test_read_jobs_rejects_malformed_files(tmp_path):
 
 def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkeypatch):
     """Fakes for dub and the loaders: what is checked is run_batch's own bookkeeping."""
-    import lipsync_cli.faces
-    import lipsync_cli.inference
-    import lipsync_cli.pipeline
+    import lipsync_cli.batch
     from lipsync_cli.batch import run_batch
     from lipsync_cli.config import DubConfig, FaceConfig
 
     loads, seen = [], []
-    monkeypatch.setattr(lipsync_cli.inference, "load_generator", lambda *a: loads.append("generator") or object())
-    monkeypatch.setattr(lipsync_cli.faces, "get_detector", lambda *a, **k: loads.append("detector") or object())
+    monkeypatch.setattr(lipsync_cli.batch, "load_for", lambda *a: loads.append("generator") or object())
+    monkeypatch.setattr(lipsync_cli.batch, "get_detector", lambda *a, **k: loads.append("detector") or object())
 
     def fake_dub(video, audio, out, cfg, generator, detector):
         seen.append((generator, detector, cfg.quiet))
@@ -136,7 +134,7 @@ def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkey
         out.write_bytes(b"mp4")
         return lipsync_cli.pipeline.DubResult(out, frames=25, frames_edited=20)
 
-    monkeypatch.setattr(lipsync_cli.pipeline, "dub", fake_dub)
+    monkeypatch.setattr(lipsync_cli.batch, "dub", fake_dub)
     jobs = write_jobs(tmp_path / "jobs.csv", 5)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "o4.mp4").write_bytes(b"done earlier")

@@ -338,7 +338,7 @@ def test_evaluate_crops_lse_faces_with_mediapipe(tmp_path, weights_dir):
     from syncnet_utils import write_syncnet_v2
 
     from lipsync_cli.config import SyncNetConfig
-    from lipsync_cli.evaluate import _FaceFinder, evaluate
+    from lipsync_cli.evaluation.evaluate import _FaceFinder, evaluate
 
     video = tmp_path / "05_2s.mp4"
     subprocess.run([ffmpeg_bin(), "-v", "error", "-i", str(shared_path("media", "05_turned_head_224_glasses.mp4")),

@@ -6,7 +6,8 @@
     "face_alignment:<detector>"   face-alignment with another of its detectors (blazeface, retinaface, ...)
     "dlib"                        dlib HOG + 68-point predictor (CPU, offline)
 
-Backends are imported only when asked for: importing this package loads neither torch, dlib nor mediapipe.
+Each backend module imports its library (face-alignment and torch, dlib, mediapipe) only when a detector is
+built, so importing this package loads none of them.
 """
 
 from __future__ import annotations
@@ -15,25 +16,23 @@ from typing import Callable, Dict, List, Tuple
 
 from lipsync_cli.errors import UsageError
 from lipsync_cli.faces.base import Face, FaceDetector
+from lipsync_cli.faces.dlib_backend import DlibDetector
+from lipsync_cli.faces.face_alignment_backend import DEFAULT_DETECTOR, FaceAlignmentDetector, weights_of
+from lipsync_cli.faces.mediapipe_backend import WEIGHTS as MEDIAPIPE_WEIGHTS
+from lipsync_cli.faces.mediapipe_backend import MediaPipeDetector
 
 __all__ = ["Face", "FaceDetector", "REGISTRY", "get_detector", "detector_names", "detector_weights", "resolve_name"]
 
 
 def _dlib(device: str, option: str) -> FaceDetector:
-    from lipsync_cli.faces.dlib_backend import DlibDetector
-
     return DlibDetector(device)
 
 
 def _face_alignment(device: str, option: str) -> FaceDetector:
-    from lipsync_cli.faces.face_alignment_backend import DEFAULT_DETECTOR, FaceAlignmentDetector
-
     return FaceAlignmentDetector(device, option or DEFAULT_DETECTOR)
 
 
 def _mediapipe(device: str, option: str) -> FaceDetector:
-    from lipsync_cli.faces.mediapipe_backend import MediaPipeDetector
-
     return MediaPipeDetector(device)
 
 
@@ -79,16 +78,8 @@ def detector_weights(name: str, device: str = "cpu", commercial: bool = False) -
     """The weights.toml entries the detector `name` would run (its licences are the run's), without loading it."""
     backend, option = _parse(resolve_name(name, device, commercial))
     if backend == "face_alignment":
-        from lipsync_cli.faces.face_alignment_backend import DEFAULT_DETECTOR, weights_of
-
         return weights_of(option or DEFAULT_DETECTOR)
-    if backend == "dlib":
-        from lipsync_cli.faces.dlib_backend import DlibDetector
-
-        return DlibDetector.weights
-    from lipsync_cli.faces.mediapipe_backend import WEIGHTS
-
-    return WEIGHTS
+    return DlibDetector.weights if backend == "dlib" else MEDIAPIPE_WEIGHTS
 
 
 def get_detector(name: str, device: str = "cpu", commercial: bool = False) -> FaceDetector:

@@ -19,6 +19,7 @@ from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from lipsync_cli import weights
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.faces.base import N_LANDMARKS, Face, FaceDetector, box_area, box_from_landmarks, clip_box, iou
 
@@ -68,8 +69,6 @@ assert MESH_TO_68.shape == (N_LANDMARKS,)
 
 def model_path():
     """The verified face_landmarker.task (WeightsError when it is missing and cannot be downloaded)."""
-    from lipsync_cli import weights
-
     return weights.resolve(WEIGHTS[0])
 
 

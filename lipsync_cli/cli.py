@@ -91,7 +91,7 @@ def dub(
     audio: Optional[Path] = typer.Argument(None, help="New speech: any file with an audio stream."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output mp4 (default: <video stem>_dubbed.mp4 next to VIDEO)."),
     model: str = typer.Option(DUB.model, "--model", "-m",
-                              help="weights.toml name (wav2lip_gan, wav2lip, musetalk), checkpoint path or MuseTalk models/ folder."),
+                              help="weights.toml name (wav2lip_gan, wav2lip, musetalk, latentsync, latentsync-1.5), checkpoint path, MuseTalk models/ or LatentSync checkpoints/ folder."),
     detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
     box: Optional[Tuple[int, int, int, int]] = typer.Option(None, "--box", metavar="X1 Y1 X2 Y2",
                                                             help="Fixed face box (skips detection).", show_default=False),
@@ -103,6 +103,10 @@ def dub(
     reference: MuseTalkReference = typer.Option(DUB.musetalk.reference, "--reference",
                                                 help="MuseTalk reference image: each frame itself, or a few KMeans frames per clip "
                                                      "(closest head pose, closed mouth)."),
+    seed: int = typer.Option(DUB.latentsync.seed, "--seed", help="LatentSync: seed of its noise and VAE draws (same seed, same output)."),
+    steps: int = typer.Option(DUB.latentsync.steps, "--steps", min=1, max=1000, help="LatentSync: DDIM denoising steps."),
+    guidance: float = typer.Option(DUB.latentsync.guidance, "--guidance", min=1.0, help="LatentSync: classifier-free guidance scale (1: off, faster)."),
+    deepcache: bool = typer.Option(DUB.latentsync.deepcache, "--deepcache", help="LatentSync: the whole UNet only every 3rd step, as upstream's launchers (about 2.5x faster, approximate)."),
     device: str = typer.Option(DUB.device, "--device", help="auto, cpu or cuda[:N]."),
     precision: Precision = typer.Option(DUB.precision, "--precision",
                                         help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."),
@@ -124,12 +128,17 @@ def dub(
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
-    if reference != DUB.musetalk.reference and claiming_family(model) != "musetalk":
+    claimed = claiming_family(model)
+    latentsync = replace(DUB.latentsync, seed=seed, steps=steps, guidance=guidance, deepcache=deepcache)
+    if latentsync != DUB.latentsync and claimed != "latentsync":
+        raise UsageError("--seed, --steps, --guidance and --deepcache apply only to --model latentsync, "
+                         "latentsync-1.5 or a LatentSync checkpoints folder")
+    if reference != DUB.musetalk.reference and claimed != "musetalk":
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
                     loop=loop, fps=fps, force=force, quiet=quiet, commercial=commercial,
-                    musetalk=replace(DUB.musetalk, reference=reference))
+                    musetalk=replace(DUB.musetalk, reference=reference), latentsync=latentsync)
     ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:
         if video is not None or audio is not None:

@@ -45,6 +45,18 @@ class MuseTalkConfig:
 
 
 @dataclass(frozen=True)
+class LatentSyncConfig:
+    """The LatentSync 1.6 / 1.5 family (`--model latentsync`, `latentsync-1.5` or a LatentSync checkpoints folder)."""
+
+    seed: int = 1247  # seeds the initial noise and the VAE posterior draws (upstream's seed): same input, same output
+    steps: int = 20  # DDIM denoising steps (upstream's inference_steps)
+    guidance: float = 1.5  # classifier-free guidance scale; 1.0 runs one UNet half without guidance
+    deepcache: bool = False  # upstream's launcher default: the whole UNet only every 3rd step (~2.5x faster, approximate)
+    window: int = 16  # frames per UNet call (upstream's num_frames, at most 24); halved on out-of-memory
+    vae_frames: int = 4  # frames per VAE encode/decode call (bounds the VAE's activation memory)
+
+
+@dataclass(frozen=True)
 class DubConfig:
     """Everything `lipsync dub` needs besides the two input paths."""
 
@@ -61,6 +73,7 @@ class DubConfig:
     quiet: bool = False  # no progress bars or summary
     commercial: bool = False  # refuse to start unless every model of the run is cleared for commercial use ("auto" faces: mediapipe)
     musetalk: MuseTalkConfig = field(default_factory=MuseTalkConfig)  # settings of the MuseTalk family
+    latentsync: LatentSyncConfig = field(default_factory=LatentSyncConfig)  # settings of the LatentSync family
 
 
 @dataclass(frozen=True)

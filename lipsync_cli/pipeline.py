@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from lipsync_cli import audio as mel_frontend, blend, faces, frames as framing, media, timing, weights
+from lipsync_cli import audio as mel_frontend, faces, frames as framing, media, timing, weights
 from lipsync_cli.config import DubConfig
 from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, UsageError
@@ -227,12 +227,11 @@ def edit_frames(frames, track, rows, weights, mels, generator, stages) -> list:
     if not todo:
         return frames
     with stages.time("crop"):
-        crops = np.stack([generator.crop(frames[j], track.boxes[rows[j]]) for j in todo])
+        crops = np.stack([generator.crop_at(frames[j], track, rows[j]) for j in todo])
     with stages.time("generate"):
         generated, masks = generator(mels[todo], crops, sources=np.asarray(rows)[todo])
     with stages.time("blend"):
         for n, j in enumerate(todo):
-            box, marks = track.boxes[rows[j]], track.landmarks[rows[j]]
-            mask = blend.lower_face_mask(box, marks, frames[j].shape, predicted=None if masks is None else masks[n])
-            frames[j] = blend.paste_back(frames[j], generated[n], box, mask * weights[j])
+            mask = None if masks is None else masks[n]
+            frames[j] = generator.paste_back(frames[j], generated[n], mask, track, rows[j], weights[j])
     return frames

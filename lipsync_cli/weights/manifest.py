@@ -32,6 +32,7 @@ class WeightSpec:
     noncommercial: bool = False
     commercial: str = "unknown"  # "yes" | "no" | "unknown": may a commercial user use it
     bundled_in: str = ""  # a Python package whose folder holds `filename` (pip installs it; never downloaded)
+    uses: tuple = ()  # other entries the model needs alongside this file (fetched and licensed with it)
 
     @property
     def source(self) -> str:
@@ -81,12 +82,14 @@ def family(architecture: str) -> list[str]:
 
 
 def expand(selected: Iterable[str]) -> list[str]:
-    """Entry names, where a family name given as `--model` (e.g. "musetalk") stands for all its parts."""
+    """Entry names, where a family name given as `--model` (e.g. "musetalk") stands for all its parts, and each
+    entry brings the entries it `uses` (LatentSync's UNet: its whisper file, mask and the shared VAE)."""
     out = []
     for name in selected:
         parts = family(name) if name not in _manifest() else []
-        out.extend(parts or [name])
-    return out
+        for part in parts or [name]:
+            out.extend([part, *(_manifest()[part].uses if part in _manifest() else ())])
+    return list(dict.fromkeys(out))
 
 
 def looks_like_path(text: str) -> bool:

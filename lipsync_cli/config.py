@@ -69,6 +69,8 @@ class DubConfig:
     crf: int = 18  # H.264 constant rate factor of the output
     loop: LoopMode = "pingpong"  # how a video shorter than the audio is extended: back and forth, or from the start
     fps: float = 25.0  # frame rate of the video made from a still image
+    start: float = 0.0  # seconds into VIDEO and AUDIO where the dub starts (both cut there, in sync)
+    duration: Optional[float] = None  # seconds of AUDIO dubbed from `start`; None: to its end
     force: bool = False  # overwrite an existing output file
     quiet: bool = False  # no progress bars or summary
     commercial: bool = False  # refuse to start unless every model of the run is cleared for commercial use ("auto" faces: mediapipe)

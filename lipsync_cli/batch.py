@@ -21,7 +21,7 @@ from lipsync_cli.errors import InputError, LipsyncError, UsageError
 from lipsync_cli.faces import get_detector
 from lipsync_cli.generators.registry import load_for
 from lipsync_cli.media.atomic import atomic_output, check_output_folder
-from lipsync_cli.pipeline import dub
+from lipsync_cli.pipeline import check_commercial, dub
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), 
     if any(not job.output.exists() for job in jobs):
         # Load once before the first row: a wrong --model or detector (weights missing, bad checkpoint) is one
         # error and its own exit code, not the same failure repeated on every row of a long batch.
+        check_commercial(cfg)
         models.generator()
         models.detector()
     outcomes = []
@@ -146,7 +147,8 @@ class Models:
         if self.cfg.faces.box is not None:
             return None
         if self._detector is None:
-            self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device))
+            self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device),
+                                          commercial=self.cfg.commercial)
             PROCESS_LOADS["detector"] += 1
         return self._detector
 

@@ -44,9 +44,9 @@ weights_app = typer.Typer(**HELP, help="List, download, verify and locate model 
 app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 
-DETECTOR_HELP = ("Face backend: auto (face_alignment on CUDA, dlib on a CPU when installed), face_alignment, "
-                 "face_alignment:<its detector> (sfd, blazeface, retinaface, ...) or dlib.")
-DETECTOR_METAVAR = "auto|face_alignment[:DET]|dlib"
+DETECTOR_HELP = ("Face backend: auto (mediapipe on a CPU, face_alignment on CUDA), mediapipe (Apache-2.0 weights), "
+                 "face_alignment, face_alignment:<its detector> (sfd, blazeface, retinaface, ...) or dlib.")
+DETECTOR_METAVAR = "auto|mediapipe|face_alignment[:DET]|dlib"
 VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 StartOpt = typer.Option(DubConfig().start, "--start", min=0.0, metavar="SECONDS",
@@ -134,6 +134,9 @@ def dub(
     start: float = StartOpt,
     duration: Optional[float] = DurationOpt,
     force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
+    commercial: bool = typer.Option(DUB.commercial, "--commercial",
+                                    help="Refuse to start unless every model of the run is cleared for commercial use "
+                                         "(--detector auto then means mediapipe)."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
@@ -149,6 +152,7 @@ def dub(
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
                     loop=loop, fps=fps, start=start, duration=duration, force=force, quiet=quiet,
+                    commercial=commercial,
                     musetalk=replace(DUB.musetalk, reference=reference), latentsync=latentsync)
     ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:

@@ -24,7 +24,7 @@ FaceCrop = Literal["auto", "none"]
 class FaceConfig:
     """How faces are found, chosen, tracked and cropped."""
 
-    detector: str = "auto"  # "auto" (face_alignment on CUDA, dlib on a CPU when installed) or a name in faces.REGISTRY
+    detector: str = "auto"  # "auto" (mediapipe on a CPU, face_alignment on CUDA: faces.resolve_name) or a name in faces.REGISTRY
     box: Optional[Tuple[int, int, int, int]] = None  # fixed x1 y1 x2 y2 in display pixels: skips detection
     face: str = "largest"  # which face when several: "largest", "center" or an index N (left to right)
     pads: Tuple[int, int, int, int] = (0, 10, 0, 0)  # top, bottom, left, right padding in pixels (Wav2Lip's default)
@@ -73,6 +73,7 @@ class DubConfig:
     duration: Optional[float] = None  # seconds of AUDIO dubbed from `start`; None: to its end
     force: bool = False  # overwrite an existing output file
     quiet: bool = False  # no progress bars or summary
+    commercial: bool = False  # refuse to start unless every model of the run is cleared for commercial use ("auto" faces: mediapipe)
     musetalk: MuseTalkConfig = field(default_factory=MuseTalkConfig)  # settings of the MuseTalk family
     latentsync: LatentSyncConfig = field(default_factory=LatentSyncConfig)  # settings of the LatentSync family
 

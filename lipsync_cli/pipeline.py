@@ -37,7 +37,7 @@ class DubResult:
     frames_edited: int  # frames whose mouth was re-generated
     seconds: dict = field(default_factory=dict)  # wall-clock seconds per stage
     detector: str = "box"  # the face backend used ("box": a fixed --box, no detection)
-    licence_notice: Optional[str] = None  # the models of this run not cleared for commercial use, if any
+    licence_notice: Optional[str] = None  # the run's licence line: its models not cleared for commercial use, or that all are
     face: str = ""  # which face was dubbed: "face 0 (--face largest), mean box x1 y1 x2 y2"
     fit: str = ""  # how the video was fitted to the audio: "", "looped (pingpong) ...", "trimmed ..."
 
@@ -55,6 +55,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     `generator` / `detector` may be passed pre-loaded (batch mode loads them once for all rows).
     """
     video, audio = Path(video), Path(audio)
+    check_commercial(cfg)
     out = output_path(video, audio, out, cfg.force)
     info = media.probe(video)
     if not info.has_video:
@@ -149,9 +150,11 @@ def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, 
 def summarise(out: Path, video: Path, info, plan, edit, face: str, cfg: DubConfig, detector, stages) -> DubResult:
     """The run's result, its summary line and the licence line of the models it used."""
     edited = int(np.count_nonzero(edit[plan] > 0))
-    models = [*weights.model_entries(cfg.model), *(detector.weights if detector else ())]
+    generator = weights.model_entries(cfg.model)
+    own = [] if generator else [str(cfg.model)]  # a checkpoint of the user's own, not a weights.toml entry
+    models = [*generator, *(detector.weights if detector else ())]
     result = DubResult(out, len(plan), edited, dict(stages.seconds), detector.name if detector else "box",
-                       weights.licence_notice(models), face, fit_note(info, plan, cfg))
+                       weights.licence_notice(models, own), face, fit_note(info, plan, cfg))
     log.debug("stage seconds: %s", ", ".join(f"{k} {v:.2f}" for k, v in stages.seconds.items()))
     if edited == 0:
         stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
@@ -159,6 +162,20 @@ def summarise(out: Path, video: Path, info, plan, edit, face: str, cfg: DubConfi
     if result.licence_notice:
         stages.print(result.licence_notice)
     return result
+
+
+def check_commercial(cfg: DubConfig) -> None:
+    """With cfg.commercial, refuse to start a run that would use a model not cleared for commercial use (before
+    anything is loaded), naming each; the user's own checkpoint is theirs to judge."""
+    if not cfg.commercial:
+        return
+    detector = () if cfg.faces.box is not None else \
+        faces.detector_weights(cfg.faces.detector, _detector_device(cfg.device), commercial=True)
+    flagged = weights.uncleared([*weights.model_entries(cfg.model), *detector])
+    if flagged:
+        raise UsageError(f"--commercial: this run would use models not cleared for commercial use: {', '.join(flagged)}"
+                         " (a commercial run: --model musetalk or your own checkpoint, --detector auto or mediapipe, "
+                         "or a fixed --box)")
 
 
 def face_note(track, cfg: DubConfig) -> str:
@@ -236,14 +253,16 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
     if cfg.faces.box is not None:
         return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), None
     with stages.time("load"):
-        detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
+        detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device),
+                                                  commercial=cfg.commercial)
     log.debug("faces: detector %s", detector.name)
     stages.bar("detect", n_used)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):
         start = stages.seconds["detect"]
         track = tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
-                                      progress=lambda n: stages.advance("detect", n))
+                                      progress=lambda n: stages.advance("detect", n),
+                                      fps=None if info.is_image else float(info.fps))
     took = max(stages.seconds["detect"] - start, 1e-9)
     log.debug("faces: %d of %d frames have the face; %.1f frames/s detected", int(track.found.sum()), len(track),
               len(track) / took)

@@ -26,7 +26,7 @@ from lipsync_cli.batch import (Job, Models, Outcome, check_report_path, dub_row,
 from lipsync_cli.config import DubConfig, RayConfig
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
 from lipsync_cli.media.atomic import partial_path
-from lipsync_cli.pipeline import dub
+from lipsync_cli.pipeline import check_commercial, dub
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def run_ray_batch(jobs_file: Path, cfg: DubConfig, ray_cfg: RayConfig, shard: tu
         for outcome in outcomes:
             progress.say(row_line(outcome))
         if todo:
+            check_commercial(cfg)  # before any worker starts: the same models would be refused on every row
             with connect(ray, ray_cfg.address):
                 plan = plan_workers(ray.available_resources(), ray_cfg, cfg.device, len(todo))
                 scheduler = Scheduler(ray, start_workers(ray, plan, cfg, ray_cfg.retries), todo, ray_cfg.retries,

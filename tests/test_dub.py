@@ -5,6 +5,7 @@ plumbing a user depends on: faces found and tracked, the mouth region (and only 
 sizes, codecs, audio and atomic output.
 """
 
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -121,15 +122,16 @@ def test_turned_head_with_glasses_looped_to_longer_audio(tmp_path, wav2lip_ckpt)
 def test_no_face_anywhere_reencodes_with_new_audio(tmp_path, speech_wav, wav2lip_ckpt):
     video = shared_path("media", "12_edge_video_no_audio_stream.avi")
     out = tmp_path / "noface.mp4"
-    # No --detector: the default "auto" is dlib on a CPU where dlib is installed, and the summary says so.
+    # No --detector: the default "auto" is MediaPipe on a CPU (its real file from ../shared), and the summary says so.
+    weights_dir = shared_path("models", "mediapipe", "face_landmarker.task").parent
     proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", str(video), str(speech_wav), "-o", str(out),
                            "--model", str(wav2lip_ckpt), "--device", "cpu"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, "LIPSYNC_WEIGHTS_DIR": str(weights_dir)})
     assert proc.returncode == 0, proc.stderr
-    assert "0 edited; faces: dlib" in proc.stderr and "no face" in proc.stderr
-    # wav2lip_gan (a copy of the public file, by its name) and dlib's 68-point model are both non-commercial
+    assert "0 edited; faces: mediapipe" in proc.stderr and "no face" in proc.stderr
+    # wav2lip_gan (a copy of the public file, by its name) is non-commercial; MediaPipe's model is cleared
     notice = [line for line in proc.stderr.splitlines() if line.startswith("licence:")]
-    assert len(notice) == 1 and "wav2lip_gan (non-commercial)" in notice[0] and "dlib_68 (non-commercial)" in notice[0]
+    assert len(notice) == 1 and "wav2lip_gan (non-commercial)" in notice[0] and "face_landmarker" not in notice[0]
     s = ffprobe_streams(out)
     assert (int(s["video"]["width"]), int(s["video"]["height"])) == (1280, 720)
     assert float(s["format"]["duration"]) == pytest.approx(audio_seconds(speech_wav), abs=0.1)

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import astronaut_face, shared_path
+from conftest import SHARED, astronaut_face, shared_path
 
 from lipsync_cli.config import FaceConfig
 from lipsync_cli.errors import UsageError, WeightsError
@@ -18,8 +18,11 @@ from lipsync_cli.faces.crop import crop, pixel_box, uncrop
 # ---- backends -----------------------------------------------------------------------------------
 
 
+MEDIAPIPE_WEIGHTS = SHARED / "models" / "mediapipe"  # the real face_landmarker.task (absent on users' machines)
+
+
 def _available_backends() -> list:
-    names = []
+    names = ["mediapipe"] if (MEDIAPIPE_WEIGHTS / "face_landmarker.task").is_file() else []
     try:
         import dlib  # noqa: F401
 
@@ -42,7 +45,9 @@ _detectors: dict = {}
 
 def detector(name: str) -> FaceDetector:
     if name not in _detectors:
-        _detectors[name] = get_detector(name)
+        with pytest.MonkeyPatch.context() as patch:  # the path is resolved (and verified) once, when loading
+            patch.setenv("LIPSYNC_WEIGHTS_DIR", str(MEDIAPIPE_WEIGHTS))
+            _detectors[name] = get_detector(name)
     return _detectors[name]
 
 
@@ -147,7 +152,7 @@ def test_downscaled_detection_maps_back_to_full_resolution(name):
 
 def test_unknown_detector_is_a_usage_error_listing_the_names():
     for bad in ("mtcnn", "face_alignment:nope", "dlib:sfd"):
-        with pytest.raises(UsageError, match="face_alignment, face_alignment:sfd.*dlib"):
+        with pytest.raises(UsageError, match="mediapipe, face_alignment, face_alignment:sfd.*dlib"):
             get_detector(bad)
     assert {"dlib", "face_alignment", "face_alignment:blazeface"} <= set(detector_names())
 
@@ -415,18 +420,13 @@ def test_crop_and_uncrop_round_trip():
     assert crop(image, np.array([-20, -5, 900, 40], np.float32), 32).shape == (32, 32, 3)  # off-frame box clipped
 
 
-def test_auto_detector_is_face_alignment_on_cuda_and_dlib_on_a_cpu(monkeypatch):
-    import importlib.util
-
-    from lipsync_cli.faces import get_detector, resolve_name
+def test_auto_detector_is_face_alignment_on_cuda_and_mediapipe_on_a_cpu():
+    """The rule itself (tests/test_mediapipe.py runs the backend it picks on a CPU)."""
+    from lipsync_cli.faces import resolve_name
 
     assert resolve_name("auto", "cuda") == "face_alignment" and resolve_name("auto", "cuda:1") == "face_alignment"
-    assert resolve_name("auto", "cpu") == "dlib"  # the test extra installs dlib
+    assert resolve_name("auto", "cpu") == "mediapipe"
     assert resolve_name("dlib", "cuda") == "dlib"  # an explicit choice is kept
-    assert get_detector("auto", "cpu").name == "dlib"
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dlib" else real(name, *a))
-    assert resolve_name("auto", "cpu") == "face_alignment"  # without dlib: the backend that is always installed
 
 
 @pytest.mark.slow

@@ -533,7 +533,8 @@ def test_licence_notice_names_what_a_run_used(tmp_path):
     from lipsync_cli.faces import get_detector
 
     assert weights.model_entries("musetalk") == [n for n in weights.names() if weights.entry(n).architecture == "musetalk"]
-    assert weights.licence_notice(weights.model_entries("musetalk")) is None  # all its parts allow commercial use
+    # all its parts allow commercial use: the line says so
+    assert weights.licence_notice(weights.model_entries("musetalk")).startswith("licence: every model of this run is cleared")
     own = tmp_path / "best.pt"
     own.write_bytes(b"x")
     assert weights.model_entries(str(own)) == []  # the user's own checkpoint: its terms are theirs
@@ -552,3 +553,5 @@ def test_weights_list_shows_the_commercial_column_and_the_bundled_dlib_model():
     assert proc.returncode == 0, proc.stderr
     row = _list_rows(proc.stdout)["dlib_68"]
     assert row["commercial"] == "no" and row["cached"].startswith("yes"), row  # the test extra installs it
+    row = _list_rows(proc.stdout)["face_landmarker"]  # the MediaPipe face backend: cleared
+    assert (row["architecture"], row["licence"], row["commercial"]) == ("mediapipe", "Apache-2.0", "yes"), row

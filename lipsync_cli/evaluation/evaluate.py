@@ -217,4 +217,4 @@ class _FaceFinder:
             n = sum(1 for _ in decode(video))  # frame count at EXPERT_FPS, not the file's rate
             return tracking.box_track(cfg.box, n, size, cfg)
         self._detector = self._detector or get_detector(cfg.detector, device=self.device)
-        return tracking.detect_track(decode(video), self._detector, cfg, size)
+        return tracking.detect_track(decode(video), self._detector, cfg, size, fps=EXPERT_FPS)

@@ -6,8 +6,9 @@ detection and scaling the results back lives here, once, so every backend gets i
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,6 +34,12 @@ class Face:
         landmarks = None if self.landmarks is None else (self.landmarks * factor).astype(np.float32)
         return Face((self.box * factor).astype(np.float32), self.score, landmarks)
 
+    def shifted(self, dx: float, dy: float, width: int, height: int) -> "Face":
+        """The same face found in a crop whose top-left corner is (dx, dy) of a width x height frame."""
+        offset = np.array([dx, dy], dtype=np.float32)
+        landmarks = None if self.landmarks is None else (self.landmarks + offset).astype(np.float32)
+        return Face(clip_box(self.box + np.tile(offset, 2), width, height), self.score, landmarks)
+
 
 class FaceDetector:
     """Finds faces in batches of frames. Subclasses implement `_detect`; callers use `detect`."""
@@ -57,6 +64,13 @@ class FaceDetector:
 
     def _detect(self, frames: Sequence[np.ndarray]) -> List[List[Face]]:
         raise NotImplementedError
+
+    @contextmanager
+    def session(self, fps: Optional[float] = None) -> Iterator["FaceDetector"]:
+        """A detector for one video's frames at `fps`, given in order chunk after chunk (fps None: unrelated
+        stills). Backends that follow the face from frame to frame (MediaPipe's VIDEO mode) open a fresh
+        tracking session here; the others detect every frame on its own and are their own session."""
+        yield self
 
 
 def downscale_batch(frames: Sequence[np.ndarray], max_side: Optional[int]) -> Tuple[List[np.ndarray], float]:

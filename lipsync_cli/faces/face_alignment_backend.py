@@ -42,7 +42,7 @@ class FaceAlignmentDetector(FaceDetector):
 
         self.name = f"face_alignment:{detector}"
         # S3FD + FAN are ours to fetch; the other detectors fetch their own files (terms unknown: FAN flags the run)
-        self.weights = FILES.get(detector, ("2dfan4",))
+        self.weights = weights_of(detector)
         self.device = device
         self._keep_detector_box = detector == "sfd"
         self._fa = _load(device, detector)
@@ -102,6 +102,12 @@ def _load(device: str, detector: str):
 FILES = {"sfd": ("s3fd", "2dfan4")}  # detector backend → the entries face-alignment loads
 
 
+def weights_of(detector: str) -> tuple:
+    """The weights.toml entries a face-alignment detector runs: ours to fetch, or FAN alone for detectors that
+    fetch their own files (terms unknown: FAN flags the run anyway)."""
+    return FILES.get(detector, ("2dfan4",))
+
+
 def prepare_files(detector: str = "sfd", download: bool = True, accept_licence: bool = False) -> dict[str, Path]:
     """Resolve face-alignment's model files here (verified) and place them where it looks, so it never downloads.
 
@@ -112,7 +118,7 @@ def prepare_files(detector: str = "sfd", download: bool = True, accept_licence: 
     """
     import torch.hub
 
-    wanted = FILES.get(detector, ("2dfan4",))  # other detectors fetch their own files (FAN is always ours)
+    wanted = weights_of(detector)
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     paths = {}
     for name in wanted:

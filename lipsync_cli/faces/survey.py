@@ -115,9 +115,10 @@ def list_faces(video: Path, image: Optional[Path], cfg: FaceConfig, device: str 
     n = info.n_frames if duration is None else max(1, min(info.n_frames, round(duration * float(info.fps or 1))))
     detector = get_detector(cfg.detector, device=device)
     frames = media.iter_frames(video, info) if not info.is_image else iter([media.read_image(video)])
-    with Stages(quiet or as_json) as stages:
+    fps = None if info.is_image else float(info.fps) or None  # one video: a tracking backend follows its faces
+    with Stages(quiet or as_json) as stages, detector.session(fps) as session:
         stages.bar("detect", n)
-        found = survey((f for _, f in zip(range(n), frames)), detector, cfg, lambda k: stages.advance("detect", k))
+        found = survey((f for _, f in zip(range(n), frames)), session, cfg, lambda k: stages.advance("detect", k))
     if image is not None and found.picture is not None:
         write_picture(image, found.picture)
     print_survey(found, info, image if found.picture is not None else None, detector.name, as_json)

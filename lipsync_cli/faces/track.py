@@ -20,6 +20,7 @@ from lipsync_cli.errors import UsageError
 from lipsync_cli.faces.base import N_LANDMARKS, Face, FaceDetector, box_area, clip_box, iou
 
 DETECT_BATCH = 16  # frames per detector call: enough to fill a GPU, small enough to bound memory
+VIDEO_FPS = 25.0  # the frame rate assumed for a video whose rate the caller does not pass (the training/evaluation rate)
 
 
 @dataclass
@@ -41,24 +42,27 @@ class FaceTrack:
 
 def detect_track(frames: Iterable[np.ndarray], detector: FaceDetector, cfg: FaceConfig,
                  frame_size: Optional[Tuple[int, int]] = None,
-                 progress: Optional[Callable[[int], None]] = None, batch_size: int = DETECT_BATCH) -> FaceTrack:
+                 progress: Optional[Callable[[int], None]] = None, batch_size: int = DETECT_BATCH,
+                 fps: Optional[float] = VIDEO_FPS) -> FaceTrack:
     """Detect, choose, follow and smooth the face over a stream of frames.
 
     frames: (H, W, 3) uint8 RGB, consumed chunk by chunk. frame_size: (height, width); the frames'
     own shape takes precedence (it is only needed when the stream is empty). progress(n) is called
-    after each chunk with the number of frames it held.
+    after each chunk with the number of frames it held. fps: the frames are one video at this rate (a
+    backend that tracks from frame to frame does so); None: unrelated stills, each detected on its own.
     """
     follower = _Follower(cfg.face, cfg.track_min_iou)
     boxes: List[np.ndarray] = []
     marks: List[np.ndarray] = []
     size = frame_size or (0, 0)
-    for chunk in _chunks(frames, batch_size):
-        size = chunk[0].shape[:2]
-        picked = [follower.follow(faces, size) for faces in detector.detect(chunk, max_side=cfg.detect_max_side)]
-        boxes.append(np.stack([_box_row(face) for face in picked]))
-        marks.append(np.stack([_landmark_rows(face) for face in picked]))
-        if progress is not None:
-            progress(len(chunk))
+    with detector.session(fps or None) as session:
+        for chunk in _chunks(frames, batch_size):
+            size = chunk[0].shape[:2]
+            picked = [follower.follow(faces, size) for faces in session.detect(chunk, max_side=cfg.detect_max_side)]
+            boxes.append(np.stack([_box_row(face) for face in picked]))
+            marks.append(np.stack([_landmark_rows(face) for face in picked]))
+            if progress is not None:
+                progress(len(chunk))
     follower.check_chosen()
     raw = FaceTrack(_concat(boxes, (4,)), _concat(marks, (N_LANDMARKS, 2)), follower.chosen_index)
     return finish_track(raw, cfg, size)

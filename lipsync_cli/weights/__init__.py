@@ -22,13 +22,13 @@ from typing import Iterable
 from lipsync_cli.errors import UsageError, WeightsError
 from lipsync_cli.weights.cache import cache_dir, find_local
 from lipsync_cli.weights.download import download as _download
-from lipsync_cli.weights.licences import licence_notice, model_entries
+from lipsync_cli.weights.licences import licence_notice, model_entries, uncleared
 from lipsync_cli.weights.manifest import WeightSpec, entry, expand, families, generator_names, looks_like_path, names
 from lipsync_cli.weights.table import print_table
 from lipsync_cli.weights.verify import check, expected_sha256, sha256_of, verified, verify_cached
 
 __all__ = ["WeightSpec", "cache_dir", "check", "check_generator", "entry", "expand", "expected_sha256", "families",
-           "find_local", "generator_names", "licence_notice", "model_entries", "names", "print_table", "resolve", "sha256_of", "verified", "verify_cached"]
+           "find_local", "generator_names", "licence_notice", "model_entries", "names", "print_table", "resolve", "sha256_of", "uncleared", "verified", "verify_cached"]
 
 
 def resolve(name_or_path: str | os.PathLike, download: bool = True, accept_licence: bool = False) -> Path:

@@ -1,5 +1,5 @@
 """The terms of weights files: the yes asked before a non-commercial download, and the one licence line of a
-run that names its models not cleared for commercial use."""
+run: its models not cleared for commercial use, or that all of them are."""
 
 from __future__ import annotations
 
@@ -44,14 +44,27 @@ def model_entries(name_or_path: str | os.PathLike) -> list[str]:
     return expand(family(text))
 
 
-def licence_notice(entries: Iterable[str]) -> Optional[str]:
-    """One line naming every model of a run whose weights are not cleared for commercial use, or None."""
+def uncleared(entries: Iterable[str]) -> list[str]:
+    """'name (non-commercial)' / 'name (terms unknown)' for each entry not cleared for commercial use, in order."""
     flagged = {}
     for name in entries:
         spec = entry(name)
         if spec.commercial != "yes":
             flagged[name] = f"{name} ({'non-commercial' if spec.commercial == 'no' else 'terms unknown'})"
-    if not flagged:
+    return list(flagged.values())
+
+
+def licence_notice(entries: Iterable[str], own_files: Iterable[str] = ()) -> Optional[str]:
+    """The run's licence line: the models whose weights are not cleared for commercial use, or, when every one
+    is, that it is (the user's own checkpoints, `own_files`, are named as theirs: we know nothing of their terms).
+    None for a run with no known model at all."""
+    entries, own = list(dict.fromkeys(entries)), list(own_files)
+    flagged = uncleared(entries)
+    if flagged:
+        return ("licence: not cleared for commercial use: " + ", ".join(flagged)
+                + " (`lipsync weights list` shows each licence)")
+    if not entries:
         return None
-    return ("licence: not cleared for commercial use: " + ", ".join(flagged.values())
-            + " (`lipsync weights list` shows each licence)")
+    theirs = f"; {', '.join(own)}: your own file, its terms are yours" if own else ""
+    return (f"licence: every model of this run is cleared for commercial use ({', '.join(entries)}){theirs} "
+            "(`lipsync weights list` shows each licence)")

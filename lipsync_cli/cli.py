@@ -118,7 +118,8 @@ def dub(
     workers: Optional[int] = typer.Option(RAY.workers, "--workers", min=1, help="With --ray: at most N workers (default: one per GPU)."),
     gpus_per_worker: float = typer.Option(RAY.gpus_per_worker, "--gpus-per-worker", min=0.01, help="With --ray: GPUs per worker (0.5: two per GPU)."),
     cpus_per_worker: int = typer.Option(RAY.cpus_per_worker, "--cpus-per-worker", min=1, help="With --ray on a cluster without GPUs: cores per worker."),
-    force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
+    tmp_dir: Optional[Path] = typer.Option(None, "--tmp-dir", help="Where a looped video's frames are spooled (default: a hidden folder beside the output); its free space is checked first."),
+    force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output (with --jobs: dub every row again, done ones too)."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
@@ -128,7 +129,8 @@ def dub(
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
-                    loop=loop, fps=fps, force=force, quiet=quiet, musetalk=replace(DUB.musetalk, reference=reference))
+                    loop=loop, fps=fps, force=force, quiet=quiet, musetalk=replace(DUB.musetalk, reference=reference),
+                    tmp_dir=str(tmp_dir) if tmp_dir is not None else None)
     ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:
         if video is not None or audio is not None:

@@ -57,8 +57,10 @@ class DubConfig:
     crf: int = 18  # H.264 constant rate factor of the output
     loop: LoopMode = "pingpong"  # how a video shorter than the audio is extended: back and forth, or from the start
     fps: float = 25.0  # frame rate of the video made from a still image
-    force: bool = False  # overwrite an existing output file
+    force: bool = False  # overwrite an existing output file (batch: dub every row again, even those already done)
     quiet: bool = False  # no progress bars or summary
+    tmp_dir: Optional[str] = None  # where a looped video's frames are spooled; None: a hidden folder beside the output
+    face_cache: Optional[str] = None  # folder of cached face tracks (batch mode); None: detect on every dub
     musetalk: MuseTalkConfig = field(default_factory=MuseTalkConfig)  # settings of the MuseTalk family
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from lipsync_cli.errors import UsageError
+from lipsync_cli.errors import InternalError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,35 @@ def memory_format(arch: str):
     return torch.channels_last if arch in CHANNELS_LAST_ARCHS else torch.contiguous_format
 
 
+# How an allocation failure reads: CUDA's "out of memory", and the CPU allocator's "DefaultCPUAllocator: can't
+# allocate memory: ... Error code 12 (Cannot allocate memory)" (a plain RuntimeError, measured under RLIMIT_AS).
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_oom(err: BaseException) -> bool:
     import torch
 
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):  # MemoryError: numpy and Python allocations
+        return True
+    text = str(err).lower()
+    return any(message in text for message in OOM_MESSAGES)
+
+
+def finite_or_fp32(run: Callable, device: str, precision: str, what: str):
+    """run(precision) → a tensor. A non-finite result (NaN/Inf: fp16 overflow) is computed again in fp32 for this
+    batch rather than pasted as garbage pixels; still non-finite in fp32 is an error."""
+    import torch
+
+    out = run(precision)
+    if bool(torch.isfinite(out).all()):
+        return out
+    if precision != "fp32":
+        log.warning("%s gave non-finite values in %s: this batch is computed again in fp32", what, precision)
+        out = run("fp32")
+        if bool(torch.isfinite(out).all()):
+            return out
+    raise InternalError(f"{what} gave non-finite values (NaN/Inf) even in fp32: the weights are probably damaged "
+                        "(check them with `lipsync weights verify`)")
 
 
 @dataclass
@@ -160,7 +185,7 @@ class Generator:
             try:
                 part = {} if sources is None else {"sources": sources[start:end]}
                 rgb, mask = self._run(mels[start:end], crops[start:end], **part)
-            except RuntimeError as err:
+            except (RuntimeError, MemoryError) as err:
                 if not is_oom(err) or self.batch_size == 1:
                     raise
                 self.batch_size = max(1, self.batch_size // 2)
@@ -180,12 +205,18 @@ class Generator:
         faces = _to_tensor(crops, self.device)  # (B, 3, S, S) float32 in [0, 1], RGB
         mel = torch.from_numpy(np.ascontiguousarray(mels)).to(self.device).unsqueeze(1)  # (B, 1, 80, 16)
         masked = masked_target(faces)
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            if self.arch == "refs":
-                rgb, mask = self.model(mel, masked, ref_cache=self.ref_cache)
-            else:
+        mask = None
+
+        def forward(precision: str):
+            nonlocal mask
+            with torch.inference_mode(), autocast(self.device, precision):
+                if self.arch == "refs":
+                    rgb, mask = self.model(mel, masked, ref_cache=self.ref_cache)
+                    return rgb
                 pair = torch.cat([masked, faces], dim=1).contiguous(memory_format=memory_format(self.arch))
-                rgb, mask = self.model(mel, pair), None
+                return self.model(mel, pair)
+
+        rgb = finite_or_fp32(forward, self.device, self.precision, f"the {self.arch} generator")
         rgb = (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         if mask is not None:
             from lipsync_cli.models.refs import gaussian_blur

@@ -56,6 +56,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     speech = media.load_audio(audio)
     check_speech(speech, audio)
     fps, plan = frame_plan(info, speech, cfg)
+    spool_dir = spool_folder(plan, info, out, cfg)
 
     with Stages(cfg.quiet) as stages:
         with stages.time("load"):
@@ -71,7 +72,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
         if edit.any():
             prepare_references(video, info, track, generator, stages)
         with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer:
-            write_frames(writer, video, info, plan, edit, track, mels, generator, stages, cfg)
+            write_frames(writer, video, info, plan, edit, track, mels, generator, stages, cfg, spool_dir)
         result = summarise(out, video, plan, edit, cfg, detector, stages)
     return result
 
@@ -94,13 +95,28 @@ def prepare_references(video: Path, info, track, generator, stages) -> None:
             generator.set_references(frame_crops(video, info, track, refs[0], generator.crop), refs[1])
 
 
-def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, stages, cfg: DubConfig) -> None:
+def spool_folder(plan: np.ndarray, info, out: Path, cfg: DubConfig) -> Path:
+    """Where a looped video's frames are spooled (--tmp-dir, else the output's folder), checked for space now,
+    before any work, so a full disk is one clear error rather than a failure mid-dub."""
+    from lipsync_cli import frames as framing
+
+    folder = Path(cfg.tmp_dir) if cfg.tmp_dir else out.parent
+    if not folder.is_dir():
+        raise InputError(f"--tmp-dir {folder} is not a folder (create it first)")
+    if not framing.is_monotonic(plan):
+        framing.check_spool_space(folder, int(plan.max()) + 1, (info.height, info.width, 3))
+    return folder
+
+
+def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, stages, cfg: DubConfig,
+                 spool_dir: Path) -> None:
     """Pass 2: decode the planned source frames in chunks, edit the mouths, encode."""
     from lipsync_cli import frames as framing
 
     shape = (info.height, info.width, 3)
     stages.bar("dub", len(plan))
-    with framing.FrameSource(_decode(video, info), int(plan.max()) + 1, shape, framing.is_monotonic(plan)) as source:
+    with framing.FrameSource(_decode(video, info), int(plan.max()) + 1, shape, framing.is_monotonic(plan),
+                             spool_dir) as source:
         for part in framing.chunks(len(plan), chunk_size(cfg.chunk_frames, shape)):
             rows = plan[part]
             with stages.time("decode"):
@@ -180,12 +196,26 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
         return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), None
     with stages.time("load"):
         detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
+    if cfg.face_cache is None:
+        return detect_faces(video, info, n_used, cfg, detector, stages), detector
+    from lipsync_cli.faces import cache
+
+    # Cached tracks cover the whole video, so rows of one video with speech of any length share one detection.
+    key = cache.track_key(video, detector.name, cfg.faces)
+    track, _ = cache.cached_track(Path(cfg.face_cache), key,
+                                  lambda: detect_faces(video, info, max(n_used, info.n_frames), cfg, detector, stages))
+    return tracking.FaceTrack(track.boxes[:n_used], track.landmarks[:n_used]), detector
+
+
+def detect_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages):
+    """The tracked face of the first n_used source frames (the "detect" stage: absent when a cached track is used)."""
+    from lipsync_cli.faces import track as tracking
+
     stages.bar("detect", n_used)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):
-        track = tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
-                                      progress=lambda n: stages.advance("detect", n))
-    return track, detector
+        return tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
+                                     progress=lambda n: stages.advance("detect", n))
 
 
 def _limit(frames, n: int):

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from lipsync_cli.config import MuseTalkConfig
-from lipsync_cli.inference import Generator, autocast
+from lipsync_cli.inference import Generator, autocast, finite_or_fp32
 from lipsync_cli.musetalk import audio as whisper_audio
 from lipsync_cli.musetalk import crop as muse_crop
 
@@ -90,9 +90,14 @@ class MuseTalkGenerator(Generator):
         indices → ((B, 256, 256, 3) uint8 RGB, None)."""
         import torch
 
+        def forward(precision: str):
+            with torch.inference_mode(), autocast(self.device, precision):
+                latents = self.latents(crops, sources)
+                return self.unet(latents, torch.from_numpy(np.ascontiguousarray(contexts)).to(self.device))
+
+        # fp16 overflow in the VAE encoder or the UNet: this batch again in fp32, never NaN latents decoded as pixels
+        out = finite_or_fp32(forward, self.device, self.precision, "the MuseTalk UNet")
         with torch.inference_mode(), autocast(self.device, self.precision):
-            latents = self.latents(crops, sources)
-            out = self.unet(latents, torch.from_numpy(np.ascontiguousarray(contexts)).to(self.device))
             return self.decode(out), None
 
     def latents(self, crops: np.ndarray, sources: Optional[np.ndarray] = None):

@@ -159,8 +159,9 @@ def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkey
     assert (tmp_path / "out" / "o4.mp4").read_bytes() == b"done earlier"
     assert run_batch(jobs, cfg, shard=(0, 3)) == 0  # rows 1 and 4 of the file: both outputs exist now
     seen.clear()
+    (tmp_path / "out" / "o3.mp4").write_bytes(b"old")
     assert run_batch(jobs, replace(cfg, force=True), shard=(0, 3)) == 0  # --force: done rows are dubbed again
-    assert len(seen) == 2 and (tmp_path / "out" / "o4.mp4").read_bytes() == b"mp4"
+    assert len(seen) == 2 and (tmp_path / "out" / "o3.mp4").read_bytes() == b"mp4"
 
 
 def test_cli_missing_column_is_one_line_error(tmp_path):

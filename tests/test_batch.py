@@ -273,3 +273,53 @@ def test_duplicate_outputs_are_refused_before_any_model_loads(tmp_path, monkeypa
     same_default.write_text("video,audio,output\nv0.mp4,sub/a0.wav,\nv0.mp4,sub/a0.wav,\n")
     with pytest.raises(InputError, match="rows 1, 2 all write"):
         read_jobs(same_default)
+
+
+def test_sigint_before_and_during_the_batch_reports_every_row_and_the_same_command_resumes(languages, tmp_path,
+                                                                                           monkeypatch, wav2lip_ckpt):
+    """A real SIGINT (sent to this process, which runs the batch) during row 1, then during row 2 of the same batch,
+    then the batch once more: every report lists every row with its state, no partial file is left, and the last
+    run finishes the batch. In process: three CLI start-ups would triple the test's time."""
+    import json
+    import os
+    import signal
+    import threading
+    import time
+
+    from lipsync_cli.batch import run_batch
+    from lipsync_cli.config import DubConfig, FaceConfig
+
+    monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    jobs = tmp_path / "jobs.csv"  # the three languages: short rows, a row takes a few seconds
+    jobs.write_text("video,audio,output\n" + "".join(f"{languages}/in/face.mp4,{languages}/in/{lang}.wav,out/o{k}.mp4\n"
+                                                     for k, lang in enumerate(LANGUAGES, 1)))
+    report = tmp_path / "report.json"
+    cfg = DubConfig(model=str(wav2lip_ckpt), faces=FaceConfig(detector="dlib"), device="cpu", quiet=True)
+
+    def interrupt_when(partial: Path) -> dict:
+        def watch():
+            deadline = time.monotonic() + 300
+            while not partial.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt in the main thread, the batch's
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(jobs, cfg, report=report)
+            time.sleep(10)  # not reached if the signal came mid-row; a batch that ended first still gets it here
+        watcher.join()
+        assert list(out.glob(".*")) == [], "a partial output was left behind"
+        return {r["row"]: (r["status"], r["reason"]) for r in json.loads(report.read_text())}
+
+    got = interrupt_when(out / ".o1.partial.mp4")
+    assert got == {1: ("interrupted", "stopped mid-row"), 2: ("interrupted", "not started"),
+                   3: ("interrupted", "not started")}
+    assert list(out.iterdir()) == []
+    got = interrupt_when(out / ".o2.partial.mp4")
+    assert got == {1: ("done", ""), 2: ("interrupted", "stopped mid-row"), 3: ("interrupted", "not started")}
+    assert [p.name for p in out.iterdir()] == ["o1.mp4"]
+    assert run_batch(jobs, cfg, report=report) == 0
+    assert [r["status"] for r in json.loads(report.read_text())] == ["skipped", "done", "done"]
+    assert sorted(p.name for p in out.iterdir()) == ["o1.mp4", "o2.mp4", "o3.mp4"]

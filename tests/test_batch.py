@@ -15,11 +15,15 @@ from lipsync_cli.errors import InputError
 
 
 def run_jobs(jobs: Path, *extra, model=None):
+    """The CLI on a job file; face tracks cached beside the job file, not in the user's cache."""
+    import os
+
     args = [sys.executable, "-m", "lipsync_cli", "dub", "--jobs", str(jobs), "--detector", "dlib", "--device", "cpu",
             *extra]
     if model is not None:
         args += ["--model", str(model)]
-    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, LIPSYNC_CACHE_DIR=str(jobs.parent / "cache"))
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
 
 
 def table_count(stderr: str, status: str) -> int:

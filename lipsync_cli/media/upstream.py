@@ -33,7 +33,7 @@ def audio_int16(path) -> np.ndarray:
     source = ffmpeg.input(media_arg(path))["a:0"]
     res = run(command(source.output("pipe:1", vn=None, af="aresample=async=1", ac=1, ar=SAMPLE_RATE,
                                     acodec="pcm_s16le", format="s16le")))
-    if res.returncode != 0 and not res.stdout:
+    if res.returncode != 0:  # even with some samples out: a score of part of the audio would pass for the whole
         raise InputError(f"could not decode the audio in {path} ({stderr_tail(res.stderr)})")
     return np.frombuffer(res.stdout[: len(res.stdout) // 2 * 2], dtype="<i2").astype(np.int16)
 
@@ -50,6 +50,8 @@ def jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) ->
         jpegs = ffmpeg.input(media_arg(video)).output(str(Path(folder) / "%06d.jpg"), threads=1, format="image2",
                                                       **options)
         res = run(command(jpegs.overwrite_output()))
+        if res.returncode != 0:  # the frames written before it failed (a full disk, say) are not the video
+            raise InputError(f"could not decode the frames of {video} ({stderr_tail(res.stderr)})")
         frames = _read_jpegs(Path(folder), size)
     if not len(frames):
         raise InputError(f"could not decode any video frame of {video} ({stderr_tail(res.stderr) or 'no frames'})")

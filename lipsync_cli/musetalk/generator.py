@@ -49,11 +49,10 @@ class MuseTalkGenerator(Generator):
 
     # ------------------------------------------------------------ per-clip preparation (pipeline hooks)
 
-    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """(n,) float32 16 kHz → (N, 50, 384) float32 whisper contexts, one per frame at its timestamp."""
-        feats = whisper_audio.input_features(speech, self.nets.extractor)
-        hidden = whisper_audio.hidden_states(feats, self.nets.encoder, len(speech))
-        return whisper_audio.frame_chunks(hidden, timestamps)
+    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> whisper_audio.FrameContexts:
+        """(n,) float32 16 kHz → the (N, 50, 384) float32 whisper contexts, one per frame at its timestamp, made
+        when a chunk of frames asks for them (`windows[part]`), so memory does not grow with the video."""
+        return whisper_audio.FrameContexts(speech, timestamps, self.nets.extractor, self.nets.encoder)
 
     def face_track(self, track, frame_shape):
         """The tracked face with MuseTalk's v1.5 landmark boxes (tracked box where the rule fails)."""

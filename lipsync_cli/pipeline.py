@@ -121,7 +121,9 @@ def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, 
             rows = plan[part]
             with stages.time("decode"):
                 frames = source.take(rows)
-            frames = edit_frames(frames, track, rows, edit[rows], mels[part], generator, stages)
+            with stages.time("audio"):  # the chunk's audio windows, made now (memory flat in length)
+                windows = mels[part]
+            frames = edit_frames(frames, track, rows, edit[rows], windows, generator, stages)
             with stages.time("encode"):
                 for frame in frames:
                     writer.write(frame)

@@ -158,11 +158,13 @@ class Generator:
         with torch.inference_mode(), autocast(self.device, self.precision):
             self.ref_cache = self.model.encode_references(refs)
 
-    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """(n,) float32 16 kHz speech → (N, 80, 16) float32 mel windows, each at its frame's own timestamp."""
+    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray):
+        """(n,) float32 16 kHz speech → the (N, 80, 16) float32 mel windows, each at its frame's own timestamp,
+        made a chunk at a time (`windows[part]`)."""
         from lipsync_cli import audio, timing
 
-        return timing.mel_windows(audio.log_mel(speech), timestamps)
+        mel = audio.log_mel(speech)  # (80, 80 a second) float32: 1.5 MB per minute of speech
+        return timing.FrameWindows(lambda times: timing.mel_windows(mel, times), timestamps)
 
     def face_track(self, track, frame_shape: tuple):
         """The boxes this family crops at: the tracked (padded, smoothed) boxes as they are."""

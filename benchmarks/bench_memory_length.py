@@ -64,8 +64,8 @@ def looped(path: str, seconds: float, out: Path) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("video")
-    p.add_argument("audio")
+    p.add_argument("video", nargs="?")
+    p.add_argument("audio", nargs="?")
     p.add_argument("--box", type=int, nargs=4, required=True, metavar=("X1", "Y1", "X2", "Y2"))
     p.add_argument("--seconds", type=float, nargs=2, default=[6.0, 60.0])
     p.add_argument("--families", nargs="*", default=["wav2lip", "musetalk", "lse"])

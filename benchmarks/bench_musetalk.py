@@ -33,9 +33,9 @@ def real_generator(arch_path: Path, device: str, precision: str, batch: int):
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     from lipsync_cli.config import MuseTalkConfig
-    from lipsync_cli.inference import pick_device, pick_precision
-    from lipsync_cli.musetalk.files import MuseTalkNetworks
-    from lipsync_cli.musetalk.generator import MuseTalkGenerator, MuseTalkModel
+    from lipsync_cli.device import pick_device, pick_precision
+    from lipsync_cli.generators.musetalk.files import MuseTalkNetworks
+    from lipsync_cli.generators.musetalk.generator import MuseTalkGenerator, MuseTalkModel
 
     real = json.loads(arch_path.read_text())["real"]
     dev = pick_device(device)
@@ -54,7 +54,7 @@ def network_rates(gen, batch: int) -> dict:
     import numpy as np
     import torch
 
-    from lipsync_cli.inference import autocast
+    from lipsync_cli.device import autocast
 
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)

@@ -36,7 +36,7 @@ import json, resource, sys
 from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
-from lipsync_cli.musetalk.files import MuseTalkFiles, load_unet
+from lipsync_cli.generators.musetalk.files import MuseTalkFiles, load_unet
 config, weights, way = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if way == "build+load":

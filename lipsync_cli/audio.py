@@ -10,6 +10,8 @@ import functools
 
 import numpy as np
 
+from lipsync_cli.errors import InputError
+
 SAMPLE_RATE = 16000  # Hz; every waveform entering log_mel is 16 kHz mono
 N_FFT = 800  # 50 ms FFT
 HOP_LENGTH = 200  # 12.5 ms hop
@@ -51,7 +53,6 @@ def log_mel(wav: np.ndarray) -> np.ndarray:
     if wav.ndim != 1:
         raise ValueError(f"log_mel expects a mono 1-D waveform, got shape {wav.shape}")
     if wav.size <= N_FFT // 2:  # reflect padding needs more than half a window of signal
-        from lipsync_cli.errors import InputError
 
         raise InputError(f"audio too short ({wav.size} samples at {SAMPLE_RATE} Hz): pass at least 0.1 s of sound")
     # librosa >= 0.10 pads with zeros by default; Wav2Lip was trained with reflect padding

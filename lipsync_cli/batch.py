@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Optional
 
 from lipsync_cli.config import DubConfig
-from lipsync_cli.errors import InputError, LipsyncError
+from lipsync_cli.device import pick_device
+from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.faces import cache as face_cache, get_detector
+from lipsync_cli.generators.registry import load_for
+from lipsync_cli.media.atomic import atomic_output, check_output_folder
+from lipsync_cli.pipeline import dub
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +163,8 @@ def prepare_jobs(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int]) -> tup
 
 def batch_config(cfg: DubConfig) -> DubConfig:
     """The batch's settings: face tracks cached (rows of one video share one detection, and so do re-runs)."""
-    from lipsync_cli.faces import cache
-
     if cfg.face_cache is None and cfg.faces.box is None:
-        cfg = replace(cfg, face_cache=str(cache.default_folder()))
+        cfg = replace(cfg, face_cache=str(face_cache.default_folder()))
     return cfg
 
 
@@ -173,8 +176,6 @@ def unfinished(jobs: list[Job], outcomes: list[Outcome], reason: str) -> list[Ou
 
 def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), report: Optional[Path] = None) -> int:
     """Dub every row of this shard; returns the exit code (1 if any row failed)."""
-    from lipsync_cli.pipeline import dub
-
     check_report_path(report)
     cfg = batch_config(cfg)
     todo, outcomes = prepare_jobs(jobs_file, cfg, shard)
@@ -237,10 +238,7 @@ class Models:
 
     def generator(self):
         if self._generator is None:
-            from lipsync_cli.inference import load_generator
-
-            c = self.cfg
-            self._generator = load_generator(c.model, c.device, c.precision, c.batch_size, c.musetalk)
+            self._generator = load_for(self.cfg)
             PROCESS_LOADS["generator"] += 1
         return self._generator
 
@@ -248,9 +246,6 @@ class Models:
         if self.cfg.faces.box is not None:
             return None
         if self._detector is None:
-            from lipsync_cli.faces import get_detector
-            from lipsync_cli.inference import pick_device
-
             self._detector = get_detector(self.cfg.faces.detector, device=pick_device(self.cfg.device))
             PROCESS_LOADS["detector"] += 1
         return self._detector
@@ -301,9 +296,6 @@ REPORT_SUFFIXES = (".csv", ".json")
 
 def check_report_path(path: Optional[Path]) -> None:
     """Before any row runs: a report that cannot be written must not surface only after hours of dubbing."""
-    from lipsync_cli.errors import UsageError
-    from lipsync_cli.media.atomic import check_output_folder
-
     if path is None:
         return
     if Path(path).suffix.lower() not in REPORT_SUFFIXES:
@@ -324,8 +316,6 @@ def report_rows(outcomes: list[Outcome]) -> list[dict]:
 def write_report(path: Path, outcomes: list[Outcome]) -> None:
     """Per-row status, seconds, frames and error as CSV or JSON (by suffix), written atomically."""
     import json
-
-    from lipsync_cli.media.atomic import atomic_output
 
     rows = report_rows(outcomes)
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:

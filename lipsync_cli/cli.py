@@ -1,8 +1,9 @@
 """The `lipsync` command line: thin adapters (parse → call one library function → map errors).
 
-Heavy modules (torch, face-alignment, librosa) are imported inside command bodies so that
-`lipsync --help` answers instantly. Errors are one line on stderr with the exit codes of
-lipsync_cli.errors; a traceback only with -v/--verbose.
+The library modules are imported at the top; none of them imports torch or a face backend at import
+(they do so inside the functions that need them), so `lipsync --help` stays fast. The one exception is
+the training package, whose modules are torch modules: `lipsync train` imports it inside the command.
+Errors are one line on stderr with the exit codes of lipsync_cli.errors; a traceback only with -v/--verbose.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple
+from typing import List, Literal, Optional, Tuple, get_args
 
 import typer
 
-from lipsync_cli import __version__
+from lipsync_cli import __version__, batch, pipeline, ray_batch, weights
 from lipsync_cli.config import (ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, FaceCrop, GeneratorArch, GeneratorConfig,
                                 LoopMode, MuseTalkReference, PerceptualWeights, Precision, PreprocessConfig, RayConfig,
                                 ReferenceMode, RefsConfig, SyncNetConfig, TrainConfig, train_defaults)
+from lipsync_cli.data import preprocess as preprocessing
 from lipsync_cli.errors import LipsyncError, UsageError
+from lipsync_cli.evaluation import evaluate as evaluation
+from lipsync_cli.faces import detector_names
+from lipsync_cli.generators.registry import claiming_family
 
 app = typer.Typer(
     name="lipsync",
@@ -44,13 +49,7 @@ DUB, FACES, PREP, TRAIN = DubConfig(), FaceConfig(), PreprocessConfig(), TrainCo
 GEN, REFS, EXPERT_TRAIN, LSE, RAY = GeneratorConfig(), RefsConfig(), train_defaults("expert"), SyncNetConfig(), RayConfig()
 
 
-def _detector_names():
-    from lipsync_cli.faces import detector_names
-
-    return detector_names()
-
-
-Detector = Literal[tuple(_detector_names())]  # type: ignore[valid-type]  # the registry's names, as choices
+Detector = Literal[tuple(detector_names())]  # type: ignore[valid-type]  # the registry's names, as choices
 
 
 def _version(value: bool) -> None:
@@ -123,9 +122,7 @@ def dub(
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
-    from lipsync_cli.musetalk.files import is_musetalk
-
-    if reference != DUB.musetalk.reference and not is_musetalk(model):
+    if reference != DUB.musetalk.reference and claiming_family(model) != "musetalk":
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
@@ -141,9 +138,8 @@ def dub(
     for flag, value in (("--shard", shard), ("--report", report), ("--ray", ray_cfg)):
         if value is not None:
             raise UsageError(f"{flag} only applies with --jobs")
-    from lipsync_cli.pipeline import dub as run_dub
 
-    run_dub(video, audio, output, cfg)
+    pipeline.dub(video, audio, output, cfg)
 
 
 def _ray_config(ray: bool, address, workers, gpus_per_worker, cpus_per_worker) -> Optional[RayConfig]:
@@ -158,12 +154,9 @@ def _ray_config(ray: bool, address, workers, gpus_per_worker, cpus_per_worker) -
 
 def _run_jobs(jobs: Path, cfg, shard: tuple[int, int], report: Optional[Path], ray_cfg: Optional[RayConfig]) -> int:
     if ray_cfg is None:
-        from lipsync_cli.batch import run_batch
+        return batch.run_batch(jobs, cfg, shard, report)
 
-        return run_batch(jobs, cfg, shard, report)
-    from lipsync_cli.ray_batch import run_ray_batch
-
-    return run_ray_batch(jobs, cfg, ray_cfg, shard, report)
+    return ray_batch.run_ray_batch(jobs, cfg, ray_cfg, shard, report)
 
 
 @app.command()
@@ -180,11 +173,9 @@ def preprocess(
     quiet: bool = QuietOpt,
 ) -> None:
     """Turn a folder of talking-face videos into a training dataset."""
-    from lipsync_cli.data.preprocess import preprocess as run_preprocess
-
     cfg = PreprocessConfig(size=size, detector=detector, workers=workers, shard=_parse_shard(shard),
                            val_fraction=val_fraction, device=device)
-    run_preprocess(src, out, cfg, quiet=quiet)
+    preprocessing.preprocess(src, out, cfg, quiet=quiet)
 
 
 # Options shared by both `train` commands (the Trainer's settings, TrainConfig).
@@ -199,7 +190,7 @@ ResumeOpt = typer.Option(TRAIN.resume, "--resume", help="Continue from RUN_DIR/l
 
 def _per_arch(field: str) -> str:
     """'16 wav2lip, 16 refs': a generator Trainer default per architecture, for --help."""
-    return ", ".join(f"{getattr(train_defaults(arch), field):g} {arch}" for arch in ("wav2lip", "refs"))
+    return ", ".join(f"{getattr(train_defaults(arch), field):g} {arch}" for arch in get_args(GeneratorArch))
 
 
 def _trainer_settings(model: str, options: dict) -> TrainConfig:
@@ -288,18 +279,14 @@ def evaluate(
     jpeg: bool = typer.Option(LSE.jpeg, "--jpeg/--no-jpeg", help="Upstream's JPEG round trip of every crop (published LSE numbers include it)."),
 ) -> None:
     """Measure lip-sync (LSE-D/LSE-C with the original SyncNet, our expert's distance/confidence) and, with --reference, image quality."""
-    from lipsync_cli.evaluate import evaluate as run
-
     lse = replace(LSE, weights=syncnet, face_crop=face_crop, jpeg=jpeg)
-    run(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json, device=device,
-        face=_face_arg(face), syncnet=lse)
+    evaluation.evaluate(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json,
+                        device=device, face=_face_arg(face), syncnet=lse)
 
 
 @weights_app.command("list")
 def weights_list() -> None:
     """Show every known weights file: licence, size and whether it is cached."""
-    from lipsync_cli import weights
-
     weights.print_table()
 
 
@@ -309,8 +296,6 @@ def weights_download(
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept licences without asking."),
 ) -> None:
     """Download weights into the cache (shows each licence first)."""
-    from lipsync_cli import weights
-
     for name in weights.expand(names or weights.names()):
         typer.echo(weights.resolve(name, accept_licence=yes))
 
@@ -320,16 +305,12 @@ def weights_verify(
     names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: all cached)."),
 ) -> None:
     """Re-hash cached weights against weights.toml."""
-    from lipsync_cli import weights
-
     weights.verify_cached(names or None)
 
 
 @weights_app.command("path")
 def weights_path(name: str = typer.Argument(..., help="Entry name.")) -> None:
     """Print the local path of a weights file (resolving it, without downloading)."""
-    from lipsync_cli import weights
-
     typer.echo(weights.resolve(name, download=False))
 
 

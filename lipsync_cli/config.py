@@ -121,7 +121,7 @@ class ExpertConfig:
 
 @dataclass(frozen=True)
 class SyncNetConfig:
-    """`lipsync evaluate`'s LSE-D / LSE-C, measured with the original SyncNet (lipsync_cli/syncnet.py)."""
+    """`lipsync evaluate`'s LSE-D / LSE-C, measured with the original SyncNet (evaluation/upstream_syncnet.py)."""
 
     weights: Optional[str] = None  # weights.toml name or syncnet_v2.model path; None: the syncnet_v2 entry, skipped (with a warning) when unavailable
     face_crop: FaceCrop = "auto"  # "auto": our face track, cropped with upstream's rule; "none": the video already is a face crop

@@ -15,8 +15,13 @@ from typing import Optional
 
 import numpy as np
 
+from lipsync_cli import audio as mel_frontend, blend, faces, frames as framing, media, timing, weights
 from lipsync_cli.config import DubConfig
+from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, UsageError
+from lipsync_cli.faces import cache as face_cache, track as tracking
+from lipsync_cli.generators.registry import load_for
+from lipsync_cli.progress import Stages
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +49,6 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
 
     `generator` / `detector` may be passed pre-loaded (batch mode loads them once for all rows).
     """
-    from lipsync_cli import frames as framing
-    from lipsync_cli import media, timing
-    from lipsync_cli.progress import Stages
-
     video, audio = Path(video), Path(audio)
     out = output_path(video, audio, out, cfg.force)
     info = media.probe(video)
@@ -79,9 +80,6 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
 
 def frame_plan(info, speech: np.ndarray, cfg: DubConfig) -> tuple[Fraction, np.ndarray]:
     """(output fps, (N_out,) int64 source frame of each output frame): as many frames as the speech lasts."""
-    from lipsync_cli import audio as mel_frontend
-    from lipsync_cli import frames as framing
-
     fps = Fraction(cfg.fps).limit_denominator(1001) if info.is_image else info.fps
     n_out = max(1, round(len(speech) / mel_frontend.SAMPLE_RATE * fps))
     return fps, framing.source_plan(n_out, 1 if info.is_image else info.n_frames, cfg.loop)
@@ -98,8 +96,6 @@ def prepare_references(video: Path, info, track, generator, stages) -> None:
 def spool_folder(plan: np.ndarray, info, out: Path, cfg: DubConfig) -> Path:
     """Where a looped video's frames are spooled (--tmp-dir, else the output's folder), checked for space now,
     before any work, so a full disk is one clear error rather than a failure mid-dub."""
-    from lipsync_cli import frames as framing
-
     folder = Path(cfg.tmp_dir) if cfg.tmp_dir else out.parent
     if not folder.is_dir():
         raise InputError(f"--tmp-dir {folder} is not a folder (create it first)")
@@ -111,8 +107,6 @@ def spool_folder(plan: np.ndarray, info, out: Path, cfg: DubConfig) -> Path:
 def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, stages, cfg: DubConfig,
                  spool_dir: Path) -> None:
     """Pass 2: decode the planned source frames in chunks, edit the mouths, encode."""
-    from lipsync_cli import frames as framing
-
     shape = (info.height, info.width, 3)
     stages.bar("dub", len(plan))
     with framing.FrameSource(_decode(video, info), int(plan.max()) + 1, shape, framing.is_monotonic(plan),
@@ -132,8 +126,6 @@ def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, 
 
 def summarise(out: Path, video: Path, plan, edit, cfg: DubConfig, detector, stages) -> DubResult:
     """The run's result, its summary line and the licence line of the models it used."""
-    from lipsync_cli import weights
-
     edited = int(np.count_nonzero(edit[plan] > 0))
     models = [*weights.model_entries(cfg.model), *(detector.weights if detector else ())]
     result = DubResult(out, len(plan), edited, dict(stages.seconds), detector.name if detector else "box",
@@ -174,15 +166,11 @@ def check_speech(speech: np.ndarray, path: Path) -> None:
 
 
 def _load_generator(cfg: DubConfig):
-    from lipsync_cli.inference import load_generator
-
-    return load_generator(cfg.model, cfg.device, cfg.precision, cfg.batch_size, cfg.musetalk)
+    return load_for(cfg)
 
 
 def _decode(video: Path, info):
     """Source frames, (H, W, 3) uint8 RGB, upright; a still image is one frame."""
-    from lipsync_cli import media
-
     if info.is_image:
         return iter([media.read_image(video)])
     return media.iter_frames(video, info)
@@ -191,28 +179,21 @@ def _decode(video: Path, info):
 def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages):
     """Pass 1: the tracked face of every used source frame (boxes + landmarks only, never the frames), and the
     detector that found them (None with a fixed --box)."""
-    from lipsync_cli import faces
-    from lipsync_cli.faces import track as tracking
-
     if cfg.faces.box is not None:
         return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), None
     with stages.time("load"):
         detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
     if cfg.face_cache is None:
         return detect_faces(video, info, n_used, cfg, detector, stages), detector
-    from lipsync_cli.faces import cache
-
     # Cached tracks cover the whole video, so rows of one video with speech of any length share one detection.
-    key = cache.track_key(video, detector.name, cfg.faces)
-    track, _ = cache.cached_track(Path(cfg.face_cache), key,
+    key = face_cache.track_key(video, detector.name, cfg.faces)
+    track, _ = face_cache.cached_track(Path(cfg.face_cache), key,
                                   lambda: detect_faces(video, info, max(n_used, info.n_frames), cfg, detector, stages))
     return tracking.FaceTrack(track.boxes[:n_used], track.landmarks[:n_used]), detector
 
 
 def detect_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages):
     """The tracked face of the first n_used source frames (the "detect" stage: absent when a cached track is used)."""
-    from lipsync_cli.faces import track as tracking
-
     stages.bar("detect", n_used)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):
@@ -229,15 +210,11 @@ def _limit(frames, n: int):
 
 
 def _detector_device(device: str) -> str:
-    from lipsync_cli.inference import pick_device
-
     return pick_device(device)
 
 
 def track_edit_weights(track, cfg: DubConfig) -> np.ndarray:
     """(N,) float32 in [0, 1]: how much of the generated mouth each source frame gets (0 = untouched)."""
-    from lipsync_cli.faces import track as tracking
-
     return tracking.edit_weights(track, cfg.faces.crossfade_frames)
 
 
@@ -253,8 +230,6 @@ def frame_crops(video: Path, info, track, picks, crop_fn) -> np.ndarray:
 
 def edit_frames(frames, track, rows, weights, mels, generator, stages) -> list:
     """Generate the mouth for frames that have a face and paste it back inside a feathered lower-face mask."""
-    from lipsync_cli import blend
-
     todo = [j for j, w in enumerate(weights) if w > 0]
     if not todo:
         return frames

@@ -26,6 +26,7 @@ from lipsync_cli.batch import (Job, Models, Outcome, batch_config, check_report_
 from lipsync_cli.config import DubConfig, RayConfig
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
 from lipsync_cli.media.atomic import partial_path
+from lipsync_cli.pipeline import dub
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,6 @@ class DubWorker:
         return self.models.name
 
     def dub(self, job: Job, attempt: int) -> Outcome:
-        from lipsync_cli.pipeline import dub
-
         return dub_row(job, self.cfg, self.models, dub, attempt)
 
 

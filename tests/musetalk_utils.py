@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from lipsync_cli.musetalk.files import OLD_VAE_ATTENTION
+from lipsync_cli.generators.musetalk.files import OLD_VAE_ATTENTION
 
 
 def fill(keys, seed: int = 1234) -> dict:

@@ -15,7 +15,7 @@ import torch
 
 def deterministic_state(seed: int = 1234) -> dict:
     """{name: tensor} for every entry of SyncNetV2, drawn entry by entry from one generator in state-dict order."""
-    from lipsync_cli.models.syncnet_v2 import SyncNetV2
+    from lipsync_cli.evaluation.upstream_syncnet_network import SyncNetV2
 
     g = torch.Generator().manual_seed(seed)
     state = {}

@@ -129,17 +129,15 @@ def test_read_jobs_rejects_malformed_files(tmp_path):
 
 def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkeypatch):
     """Fakes for dub and the loaders: what is checked is run_batch's own bookkeeping."""
-    import lipsync_cli.faces
-    import lipsync_cli.inference
-    import lipsync_cli.pipeline
     from dataclasses import replace
 
+    import lipsync_cli.batch
     from lipsync_cli.batch import run_batch
     from lipsync_cli.config import DubConfig, FaceConfig
 
     loads, seen = [], []
-    monkeypatch.setattr(lipsync_cli.inference, "load_generator", lambda *a: loads.append("generator") or object())
-    monkeypatch.setattr(lipsync_cli.faces, "get_detector", lambda *a, **k: loads.append("detector") or object())
+    monkeypatch.setattr(lipsync_cli.batch, "load_for", lambda *a: loads.append("generator") or object())
+    monkeypatch.setattr(lipsync_cli.batch, "get_detector", lambda *a, **k: loads.append("detector") or object())
 
     def fake_dub(video, audio, out, cfg, generator, detector):
         seen.append((generator, detector, cfg.quiet))
@@ -150,7 +148,7 @@ def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkey
         out.write_bytes(b"mp4")
         return lipsync_cli.pipeline.DubResult(out, frames=25, frames_edited=20)
 
-    monkeypatch.setattr(lipsync_cli.pipeline, "dub", fake_dub)
+    monkeypatch.setattr(lipsync_cli.batch, "dub", fake_dub)
     jobs = write_jobs(tmp_path / "jobs.csv", 5)
     write_inputs(tmp_path, 5)
     (tmp_path / "out").mkdir()
@@ -260,12 +258,12 @@ def test_one_video_into_three_languages_one_detection_rerun_skips(languages, tmp
 
 
 def test_duplicate_outputs_are_refused_before_any_model_loads(tmp_path, monkeypatch):
-    import lipsync_cli.inference
+    import lipsync_cli.batch
     from lipsync_cli.batch import run_batch
     from lipsync_cli.config import DubConfig
 
     loads = []
-    monkeypatch.setattr(lipsync_cli.inference, "load_generator", lambda *a: loads.append(a))
+    monkeypatch.setattr(lipsync_cli.batch, "load_for", lambda *a: loads.append(a))
     write_inputs(tmp_path, 4)
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("video,audio,output\nv0.mp4,sub/a0.wav,out/x.mp4\nv1.mp4,sub/a1.wav,out/y.mp4\n"

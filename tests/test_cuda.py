@@ -23,7 +23,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 pytestmark = pytest.mark.cuda
 
 ROOT = Path(__file__).resolve().parents[1]
-FP16_MAX_LEVELS, FP16_MEAN_LEVELS = 4, 1.0  # the bound bf16 is held to on CPUs (inference.BF16_*): fp16 is finer
+FP16_MAX_LEVELS, FP16_MEAN_LEVELS = 4, 1.0  # bf16's bound on CPUs (wav2lip BF16_*): fp16 is finer
 
 
 def _wav2lip_file(tmp: Path) -> Path:
@@ -58,7 +58,7 @@ def _inputs(n: int = 16):
 
 @needs_cuda
 def test_fp16_wav2lip_matches_fp32_on_cuda(tmp_path):
-    from lipsync_cli.inference import load_generator
+    from lipsync_cli.generators.registry import load_generator
 
     path = _wav2lip_file(tmp_path)
     mels, crops = _inputs()
@@ -72,9 +72,9 @@ def test_fp16_wav2lip_matches_fp32_on_cuda(tmp_path):
 
 @needs_cuda
 def test_fp16_refs_matches_fp32_on_cuda(tmp_path):
-    from lipsync_cli.inference import load_generator
+    from lipsync_cli.generators.registry import load_generator
     from lipsync_cli.models import save_checkpoint
-    from lipsync_cli.models.refs import RefsGenerator
+    from lipsync_cli.generators.refs.network import RefsGenerator
 
     torch.manual_seed(0)
     path = save_checkpoint(tmp_path / "refs.pt", RefsGenerator(96, 4, 16))
@@ -92,7 +92,7 @@ def test_fp16_refs_matches_fp32_on_cuda(tmp_path):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
 def test_out_of_memory_halves_the_batch_and_gives_the_same_result(tmp_path, device):
     """A batch that does not fit is split (32 → 16 → 8 here), the same crops come out, the lower size is kept."""
-    from lipsync_cli.inference import load_generator
+    from lipsync_cli.generators.registry import load_generator
 
     path = write_public_checkpoint(tmp_path / "w.pth", "wav2lip", seed=0)
     mels, crops = _inputs(12)

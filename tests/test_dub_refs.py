@@ -9,9 +9,9 @@ import torch
 from conftest import shared_path
 
 from lipsync_cli.config import DubConfig, FaceConfig
-from lipsync_cli.inference import load_generator
+from lipsync_cli.generators.registry import load_generator
 from lipsync_cli.models import save_checkpoint
-from lipsync_cli.models.refs import RefsGenerator
+from lipsync_cli.generators.refs.network import RefsGenerator
 from lipsync_cli.pipeline import dub
 
 
@@ -58,7 +58,7 @@ def test_refs_checkpoint_dubs_shared_clip_and_still_image(tmp_path, face_image, 
 def test_dub_blends_with_the_blurred_predicted_mask(refs_ckpt):
     """The mask handed to blending is the network's mask blurred (k 5, sigma 3) exactly as in training's blend:
     a hard-edged prediction reaches the frame softened, never as a visible step."""
-    from lipsync_cli.models.refs import gaussian_blur
+    from lipsync_cli.generators.refs.network import gaussian_blur
 
     gen = load_generator(str(refs_ckpt), device="cpu", batch_size=4)
     rng = np.random.default_rng(0)

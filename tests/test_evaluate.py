@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lipsync_cli import metrics
+from lipsync_cli.evaluation import metrics
 
 
 def _textured(seed: int = 0, size: int = 64) -> np.ndarray:
@@ -198,7 +198,7 @@ def test_blurred_copy_loses_sharpness(talking_face, random_expert, tmp_path):
     import cv2
 
     from lipsync_cli import media
-    from lipsync_cli.evaluate import evaluate
+    from lipsync_cli.evaluation.evaluate import evaluate
 
     info = media.probe(talking_face)
     blurred = tmp_path / "blurred.mp4"
@@ -214,7 +214,7 @@ def test_blurred_copy_loses_sharpness(talking_face, random_expert, tmp_path):
 
 
 def test_rich_report_names_the_expert_and_offsets(tmp_path, random_expert, capsys):
-    from lipsync_cli.evaluate import evaluate
+    from lipsync_cli.evaluation.evaluate import evaluate
 
     video, _ = synthetic_clip(tmp_path, seed=1, seconds=2.0)
     report = evaluate(video, expert=str(random_expert), box=WHOLE_FRAME, device="cpu")
@@ -230,7 +230,7 @@ def test_no_face_is_a_clear_input_error(tmp_path, random_expert, speech_wav):
     from fractions import Fraction
 
     from lipsync_cli.errors import InputError
-    from lipsync_cli.evaluate import evaluate
+    from lipsync_cli.evaluation.evaluate import evaluate
     from lipsync_cli.media import VideoWriter
 
     video = tmp_path / "wall.mp4"
@@ -249,7 +249,7 @@ def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(syntheti
     """The issue's acceptance test: delaying the audio by 3 frames moves the best offset by 3 ± 1, and the
     clip's own audio gives a higher confidence than unrelated speech."""
     from lipsync_cli import media
-    from lipsync_cli.evaluate import evaluate
+    from lipsync_cli.evaluation.evaluate import evaluate
 
     video, speech = synthetic_clip(tmp_path, seed=100)  # speech never seen in training
     late = np.concatenate([np.zeros(3 * SAMPLES_PER_FRAME, np.float32), media.load_audio(speech)])
@@ -273,7 +273,7 @@ def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(syntheti
 def test_missing_default_syncnet_weights_still_report_the_expert(tmp_path, random_expert, monkeypatch, caplog):
     """Offline without syncnet_v2.model: the expert's figures are reported, the LSE figures are null and a
     warning says why (the default --syncnet is optional; a named one is not, see the next test)."""
-    from lipsync_cli.evaluate import evaluate, to_json
+    from lipsync_cli.evaluation.evaluate import evaluate, to_json
 
     monkeypatch.setenv("LIPSYNC_OFFLINE", "1")
     monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
@@ -305,7 +305,7 @@ def test_named_syncnet_weights_missing_offline_is_exit_3(tmp_path, random_expert
 def test_a_list_of_videos_reports_each_and_the_mean_over_videos(tmp_path, random_expert):
     """Dataset mode: one row per video, the mean counts each video once, a bad entry is listed, not fatal."""
     from lipsync_cli.config import SyncNetConfig
-    from lipsync_cli.evaluate import evaluate
+    from lipsync_cli.evaluation.evaluate import evaluate
     from syncnet_utils import write_syncnet_v2
 
     one, _ = synthetic_clip(tmp_path, seed=5, seconds=1.0)
@@ -337,7 +337,7 @@ def _landmarks_with_opening(openings: np.ndarray) -> np.ndarray:
 
 
 def test_silence_measure_finds_the_pause_and_the_mouth_moving_in_it():
-    from lipsync_cli import silence
+    from lipsync_cli.evaluation import silence
 
     t = np.arange(16000) / 16000
     tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)

@@ -94,7 +94,7 @@ def test_dub_refuses_a_loop_spool_that_cannot_fit_before_any_work(tmp_path, monk
     from conftest import make_face_clip, make_speech
 
     import lipsync_cli.frames
-    import lipsync_cli.inference
+    import lipsync_cli.pipeline
     from lipsync_cli.config import DubConfig, FaceConfig
     from lipsync_cli.errors import InputError
     from lipsync_cli.pipeline import dub
@@ -104,7 +104,7 @@ def test_dub_refuses_a_loop_spool_that_cannot_fit_before_any_work(tmp_path, monk
     spool = tmp_path / "spool"
     spool.mkdir()
     loads = []
-    monkeypatch.setattr(lipsync_cli.inference, "load_generator", lambda *a: loads.append(a))
+    monkeypatch.setattr(lipsync_cli.pipeline, "load_for", lambda *a: loads.append(a))
     monkeypatch.setattr(lipsync_cli.frames, "disk_free", lambda folder: 1 << 20)
     cfg = DubConfig(faces=FaceConfig(box=(0, 0, 100, 100)), device="cpu", quiet=True, tmp_dir=str(spool))
     with pytest.raises(InputError, match=r"not enough free space in .*spool to loop the video: .* --tmp-dir"):

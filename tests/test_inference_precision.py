@@ -1,5 +1,5 @@
 """bf16 autocast (chosen automatically on CPUs with native bf16, and selectable anywhere with precision="bf16")
-must draw the same mouth as fp32 within the documented tolerance (inference.BF16_*_LEVELS)."""
+must draw the same mouth as fp32 within the documented tolerance (the Wav2Lip family's BF16_*_LEVELS)."""
 
 import json
 
@@ -10,7 +10,10 @@ from conftest import astronaut_face, make_speech, shared_path
 
 from lipsync_cli import media
 from lipsync_cli.audio import log_mel
-from lipsync_cli.inference import BF16_MAX_LEVELS, BF16_MEAN_LEVELS, load_generator, pick_precision
+from lipsync_cli.device import cpu_supports_bf16, pick_precision
+from lipsync_cli.generators.registry import load_generator
+from lipsync_cli.generators.wav2lip import generator as wav2lip_generator
+from lipsync_cli.generators.wav2lip.generator import BF16_MAX_LEVELS, BF16_MEAN_LEVELS
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,6 @@ def test_bf16_output_stays_within_the_documented_tolerance(generator_file, tmp_p
 
 
 def test_auto_precision():
-    from lipsync_cli.inference import cpu_supports_bf16
-
     assert pick_precision("auto", "cuda") == "fp16"
     assert pick_precision("auto", "cpu") == ("bf16" if cpu_supports_bf16() else "fp32")
     assert pick_precision("fp32", "cuda") == "fp32"
@@ -49,14 +50,12 @@ def test_channels_last_generator_draws_the_same_mouth(generator_file, monkeypatc
     draws, within the conformance tolerance (1e-4 of [0, 1]: at most 1 uint8 level after rounding)."""
     import torch
 
-    from lipsync_cli import inference
-
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
     mels = rng.standard_normal((4, 80, 16)).astype(np.float32)
     outs = {}
-    for layout, archs in (("channels_last", {"wav2lip"}), ("contiguous", set())):
-        monkeypatch.setattr(inference, "CHANNELS_LAST_ARCHS", archs)
+    for layout, channels_last in (("channels_last", True), ("contiguous", False)):
+        monkeypatch.setattr(wav2lip_generator, "CHANNELS_LAST", channels_last)
         gen = load_generator(str(generator_file), device="cpu", precision="fp32", batch_size=4)
         conv = next(m for m in gen.model.modules() if isinstance(m, torch.nn.Conv2d))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")

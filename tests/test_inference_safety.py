@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from lipsync_cli.errors import InternalError
-from lipsync_cli.inference import Generator, is_oom
+from lipsync_cli.device import is_oom
+from lipsync_cli.generators.wav2lip.generator import Wav2LipGenerator
 
 # Runs in a child process: RLIMIT_AS caps only that process. The model asks for 256 MB per frame of the batch: with
 # 1.2 GB of address space to spare a batch of 8 (2 GB) is refused by the allocator, one of 2 (512 MB) fits.
@@ -17,7 +18,7 @@ OOM_CHILD = r"""
 import resource
 import numpy as np
 import torch
-from lipsync_cli.inference import Generator
+from lipsync_cli.generators.wav2lip.generator import Wav2LipGenerator as Generator
 
 class Hungry(torch.nn.Module):
     arch, config = "wav2lip", {"size": 8}
@@ -72,8 +73,8 @@ def test_non_finite_output_is_computed_again_in_fp32_or_is_an_error():
     crops = np.full((2, 8, 8, 3), 120, dtype=np.uint8)
     mels = np.zeros((2, 80, 16), dtype=np.float32)
     model = NanWhenHalf()
-    rgb, _ = Generator(model=model, device="cpu", precision="bf16", batch_size=2)(mels, crops)
+    rgb, _ = Wav2LipGenerator(model=model, device="cpu", precision="bf16", batch_size=2)(mels, crops)
     assert model.calls == ["bf16", "fp32"] and (rgb == 120).all()
     broken = NanWhenHalf(always=True)
     with pytest.raises(InternalError, match="non-finite values .* even in fp32"):
-        Generator(model=broken, device="cpu", precision="bf16", batch_size=2)(mels, crops)
+        Wav2LipGenerator(model=broken, device="cpu", precision="bf16", batch_size=2)(mels, crops)

@@ -20,7 +20,7 @@ import pytest
 from conftest import ffprobe_streams, shared_path
 from lipsync_cli import media
 from lipsync_cli.errors import InputError, InternalError
-from lipsync_cli.media import decode, sources, tools
+from lipsync_cli.media import decode, streams, tools
 
 RED = (255, 0, 0)
 
@@ -139,7 +139,7 @@ def test_stream_facts_agree_with_ffprobe(name):
     """ffprobe (another program, the system's libav) is the reference for what PyAV reads."""
     path = shared_path("media", name)
     streams = ffprobe_streams(path)
-    facts = sources.read_container(path)
+    facts = streams.read_container(path)
     for kind, got in (("video", facts.video), ("audio", facts.audio)):
         if kind not in streams:
             assert got is None
@@ -339,7 +339,7 @@ def test_writer_roundtrip_with_audio(tmp_path):
         for _ in range(50):  # 1.67 s of video for 1.3 s of audio: cut to the audio
             writer.write(frame)
     info = media.probe(out)
-    facts = sources.read_container(out)
+    facts = streams.read_container(out)
     assert (facts.video.codec, facts.video.pix_fmt, facts.audio.codec) == ("h264", "yuv420p", "aac")
     assert (info.width, info.height, info.fps) == (160, 96, fps)
     assert abs(info.duration - 1.3) <= 1 / fps and abs(info.audio_duration - 1.3) <= 1 / fps

@@ -19,9 +19,9 @@ pytest.importorskip("transformers")
 
 import torch  # noqa: E402
 
-from lipsync_cli.musetalk import audio as mt_audio  # noqa: E402
-from lipsync_cli.musetalk import crop as mt_crop  # noqa: E402
-from lipsync_cli.musetalk import files as mt_files  # noqa: E402
+from lipsync_cli.generators.musetalk import whisper_audio as mt_audio  # noqa: E402
+from lipsync_cli.generators.musetalk import crop_rule as mt_crop  # noqa: E402
+from lipsync_cli.generators.musetalk import files as mt_files  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def models_dir(arch, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gen(models_dir):
-    from lipsync_cli.inference import load_generator
+    from lipsync_cli.generators.registry import load_generator
 
     return load_generator(str(models_dir), device="cpu", precision="fp32", batch_size=4)
 
@@ -247,8 +247,8 @@ def test_crops_are_lanczos_and_exact(vec):
 
 
 def test_bf16_stays_within_the_measured_tolerance(models_dir, vec):
-    from lipsync_cli.inference import load_generator
-    from lipsync_cli.musetalk.generator import BF16_MAX_LEVELS, BF16_MEAN_LEVELS
+    from lipsync_cli.generators.registry import load_generator
+    from lipsync_cli.generators.musetalk.generator import BF16_MAX_LEVELS, BF16_MEAN_LEVELS
 
     crops = vec["crops_bgr"][..., ::-1].copy()[vec["gen_latent_index"]]
     chunks = vec["whisper_chunks"][vec["gen_chunk_index"]]

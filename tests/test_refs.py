@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lipsync_cli.models.refs import RefsGenerator
-from lipsync_cli.references import ClipReferences, N_REFS, kmeans_references, lip_features, select_references
+from lipsync_cli.generators.refs.kmeans_references import (ClipReferences, N_REFS, kmeans_references, lip_features,
+                                                          select_references)
+from lipsync_cli.generators.refs.network import RefsGenerator
 
 K = 4  # references in the model tests: fewer than the default 10 keeps them fast, same code path
 

@@ -47,9 +47,9 @@ def model_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(model_file):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
-    return syncnet.load(model_file)
+    return upstream_syncnet.load(model_file)
 
 
 def _full_frames(ref) -> np.ndarray:
@@ -62,30 +62,30 @@ def _full_frames(ref) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def case_a(ref, model):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
-    return syncnet.score(ref["frames"], ref["audio"], model)
+    return upstream_syncnet.score(ref["frames"], ref["audio"], model)
 
 
 @pytest.fixture(scope="module")
 def case_b(ref, model):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
-    return syncnet.score(ref["frames"], ref["shift_audio"], model)
+    return upstream_syncnet.score(ref["frames"], ref["shift_audio"], model)
 
 
 @pytest.fixture(scope="module")
 def case_c(ref, model):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
-    return syncnet.score(_full_frames(ref), ref["full_audio"], model)
+    return upstream_syncnet.score(_full_frames(ref), ref["full_audio"], model)
 
 
 # ---- the network and its file ----------------------------------------------------------------------
 
 
 def test_state_dict_layout_is_upstreams(arch):
-    from lipsync_cli.models.syncnet_v2 import SyncNetV2
+    from lipsync_cli.evaluation.upstream_syncnet_network import SyncNetV2
 
     net = SyncNetV2()
     own = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in net.state_dict().items()]
@@ -107,12 +107,12 @@ def test_loader_reads_the_public_layout_bit_exactly(arch, model):
 def test_loader_accepts_legacy_serialisation_and_files_without_counters(tmp_path, legacy, counters):
     import torch
 
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
     path = write_syncnet_v2(tmp_path / "old.model", legacy=legacy, counters=counters)
     with open(path, "rb") as f:
         assert (f.read(2) == b"PK") is not legacy  # zip container only for the new format
-    net = syncnet.load(path)
+    net = upstream_syncnet.load(path)
     ref = deterministic_state()
     assert all(torch.equal(net.state_dict()[k], ref[k]) for k in ref if not k.endswith("num_batches_tracked"))
 
@@ -120,7 +120,7 @@ def test_loader_accepts_legacy_serialisation_and_files_without_counters(tmp_path
 def _bad_files(tmp_path) -> dict:
     import torch
 
-    from lipsync_cli.models.syncnet_v2 import SyncNetV2
+    from lipsync_cli.evaluation.upstream_syncnet_network import SyncNetV2
 
     state = deterministic_state()
     files = {}
@@ -147,11 +147,11 @@ def _bad_files(tmp_path) -> dict:
     ("module", "other than weights"), ("text", "not a readable checkpoint"),
 ])
 def test_loader_refuses_other_files_with_an_input_error(tmp_path, kind, needle):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
     from lipsync_cli.errors import InputError
 
     with pytest.raises(InputError, match=re.escape(needle)):
-        syncnet.load(_bad_files(tmp_path)[kind])
+        upstream_syncnet.load(_bad_files(tmp_path)[kind])
 
 
 # ---- the metric, step by step (README §2-3) ----------------------------------------------------------
@@ -159,22 +159,22 @@ def test_loader_refuses_other_files_with_an_input_error(tmp_path, kind, needle):
 
 @pytest.mark.parametrize("audio, mfcc", [("audio", "mfcc"), ("shift_audio", "shift_mfcc"), ("full_audio", "full_mfcc")])
 def test_mfcc_of_raw_int16(ref, audio, mfcc):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
-    ours = syncnet.mfcc(ref[audio])
+    ours = upstream_syncnet.mfcc(ref[audio])
     assert ours.shape == ref[mfcc].shape and ours.dtype == np.float64
     assert _max_diff(ours, ref[mfcc]) <= TOL_MFCC
     # the int16 values go in unscaled: dividing by 32768 gives quite another MFCC
-    assert _max_diff(syncnet.mfcc(ref[audio] / 32768.0), ref[mfcc]) > 1.0
+    assert _max_diff(upstream_syncnet.mfcc(ref[audio] / 32768.0), ref[mfcc]) > 1.0
 
 
 def test_trunk_outputs_of_window_0(ref, model):
     import torch
 
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
     with torch.inference_mode():
-        lip = model.netcnnlip(syncnet._lip_batch(ref["frames"], 0, 1)).flatten(1)[0].numpy()
+        lip = model.netcnnlip(upstream_syncnet._lip_batch(ref["frames"], 0, 1)).flatten(1)[0].numpy()
         aud = model.netcnnaud(torch.from_numpy(ref["mfcc"][:, :20].astype(np.float32))[None, None]).flatten(1)[0]
     assert _max_diff(lip, ref["lipfeat0"]) <= TOL_FEAT
     assert _max_diff(aud.numpy(), ref["audfeat0"]) <= TOL_FEAT
@@ -220,9 +220,9 @@ def test_case_c_whole_demo_clip(case_c, ref):
 @pytest.mark.parametrize("prefix", ["", "shift_", "full_"])
 def test_scores_from_stored_distances_are_exact(ref, prefix):
     """The reduction alone (zero-padded shifts in the mean, lower median, first argmin, zero-padded medfilt)."""
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
-    got = syncnet.summarise(ref[prefix + "dists"])
+    got = upstream_syncnet.summarise(ref[prefix + "dists"])
     assert np.array_equal(got["mdist"], ref[prefix + "mdist"])
     assert got["lse_d"] == float(ref[prefix + "minval"]) and got["lse_c"] == float(ref[prefix + "conf"])
     assert got["offset"] == int(ref[prefix + "offset"])
@@ -230,50 +230,50 @@ def test_scores_from_stored_distances_are_exact(ref, prefix):
 
 
 def test_distances_from_stored_embeddings(ref):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
 
-    got = syncnet.distances(ref["full_im_feat"], ref["full_cc_feat"])
+    got = upstream_syncnet.distances(ref["full_im_feat"], ref["full_cc_feat"])
     assert got.shape == (312, 31) and _max_diff(got, ref["full_dists"]) <= TOL_DIST
     # the padded shifts really use zero vectors (+ eps): d = ||im_feat + 1e-6||
     assert got[0, 0] == pytest.approx(np.linalg.norm(ref["full_im_feat"][0].astype(np.float64) + 1e-6), rel=1e-5)
 
 
 def test_too_short_input_is_an_input_error(model):
-    from lipsync_cli import syncnet
+    from lipsync_cli.evaluation import upstream_syncnet
     from lipsync_cli.errors import InputError
 
     with pytest.raises(InputError, match="at least 6 frames"):
-        syncnet.score(np.zeros((5, 224, 224, 3), np.uint8), np.zeros(16000, np.int16), model)
+        upstream_syncnet.score(np.zeros((5, 224, 224, 3), np.uint8), np.zeros(16000, np.int16), model)
     with pytest.raises(InputError, match="uint8 BGR"):
-        syncnet.score(np.zeros((10, 96, 96, 3), np.uint8), np.zeros(16000, np.int16), model)
+        upstream_syncnet.score(np.zeros((10, 96, 96, 3), np.uint8), np.zeros(16000, np.int16), model)
 
 
 # ---- the crop step (README §4) ------------------------------------------------------------------
 
 
 def test_crop_rule_matches_run_pipeline():
-    from lipsync_cli.faces import syncnet_crop
+    from lipsync_cli.evaluation import lse_crop
 
-    crop = np.load(shared_path("reference", "syncnet", "syncnet_crop.npz"))
-    s, x, y = syncnet_crop.smoothed_boxes(crop["crop_track_bbox"])
+    crop = np.load(shared_path("reference", "syncnet", "lse_crop.npz"))
+    s, x, y = lse_crop.smoothed_boxes(crop["crop_track_bbox"])
     assert np.array_equal(s, crop["crop_s"]) and np.array_equal(x, crop["crop_x"]) and np.array_equal(y, crop["crop_y"])
     for j, i in enumerate(crop["crop_src_index"]):
-        bsi, window = syncnet_crop.crop_window(s[i], x[i], y[i], float(crop["crop_scale"]))
+        bsi, window = lse_crop.crop_window(s[i], x[i], y[i], float(crop["crop_scale"]))
         assert bsi == crop["crop_bsi"][j] and window == tuple(crop["crop_slices"][j])
-        out = syncnet_crop.crop_face(crop["crop_src"][j], s[i], x[i], y[i])
+        out = lse_crop.crop_face(crop["crop_src"][j], s[i], x[i], y[i])
         assert out.shape == (224, 224, 3) and _max_diff(out, crop["crop_out"][j]) <= 1
     # frame 29 runs past the right and bottom edges: the grey padding is in the crop
-    assert (syncnet_crop.crop_face(crop["crop_src"][2], s[29], x[29], y[29])[-5:, -5:] == 110).all()
+    assert (lse_crop.crop_face(crop["crop_src"][2], s[29], x[29], y[29])[-5:, -5:] == 110).all()
 
 
 def test_cut_padded_equals_numpy_pad():
-    from lipsync_cli.faces import syncnet_crop
+    from lipsync_cli.evaluation import lse_crop
 
     frame = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
     for window in [(0, 30, 0, 20), (5, 95, 3, 130), (50, 80, 70, 90), (0, 200, 0, 200)]:
         padded = np.pad(frame, ((30, 30), (30, 30), (0, 0)), constant_values=110)
         expected = padded[window[0]:window[1], window[2]:window[3]]
-        assert np.array_equal(syncnet_crop._cut_padded(frame, 30, *window), expected)
+        assert np.array_equal(lse_crop._cut_padded(frame, 30, *window), expected)
 
 
 # ---- upstream's ffmpeg steps -----------------------------------------------------------------------
@@ -317,7 +317,7 @@ def _evaluate(*args, env=None):
 
 @pytest.mark.slow  # the whole demo clip through both judges: about a minute of CPU
 def test_cli_on_the_demo_clip_reports_the_library_result(model_file, model, expert_file, ref, case_c):
-    from lipsync_cli import lse
+    from lipsync_cli.evaluation import lse
 
     video = shared_path(*EXAMPLE)
     proc = _evaluate(video, "--expert", expert_file, "--syncnet", model_file, "--face-crop", "none", "--json")
@@ -344,7 +344,7 @@ def test_cli_on_the_demo_clip_reports_the_library_result(model_file, model, expe
 def test_30fps_clip_is_scored_at_25fps_on_a_detected_face(tmp_path, speech_wav, model_file, expert_file, capsys):
     """Library call with the rich report: a 30 fps clip, our dlib track, upstream's crop, no JPEG step."""
     from lipsync_cli.config import SyncNetConfig
-    from lipsync_cli.evaluate import evaluate
+    from lipsync_cli.evaluation.evaluate import evaluate
 
     video = make_face_clip(tmp_path / "face30.mp4", seconds=2.0, fps=30, audio=speech_wav)
     report = evaluate(video, expert=str(expert_file), detector="dlib", device="cpu",
@@ -362,7 +362,7 @@ def test_30fps_clip_is_scored_at_25fps_on_a_detected_face(tmp_path, speech_wav, 
 def test_clip_without_a_face(tmp_path, speech_wav, model_file, expert_file):
     from fractions import Fraction
 
-    from lipsync_cli import lse
+    from lipsync_cli.evaluation import lse
     from lipsync_cli.errors import InputError
     from lipsync_cli.faces.track import FaceTrack
     from lipsync_cli.media import VideoWriter
@@ -394,7 +394,7 @@ def test_bad_face_crop_value_is_a_usage_error():
 
 
 def test_track_span_interpolates_short_gaps_and_keeps_the_longest_run():
-    from lipsync_cli import lse
+    from lipsync_cli.evaluation import lse
     from lipsync_cli.faces.track import FaceTrack
 
     boxes = np.tile(np.array([10, 20, 110, 120], np.float32), (100, 1))
@@ -438,14 +438,14 @@ def test_real_weights_reproduce_the_published_demo_result(expert_file):
 def test_real_weights_follow_an_audio_delay():
     """README §3: delaying example.avi's audio by 1920 samples (3 frames) should give offset 0; also prints
     how much the JPEG step moves the scores with the real weights (for the documentation)."""
-    from lipsync_cli import lse, syncnet
+    from lipsync_cli.evaluation import lse, upstream_syncnet
     from lipsync_cli.media import upstream
 
     video = shared_path(*EXAMPLE)
-    model = syncnet.load(_real_weights())
+    model = upstream_syncnet.load(_real_weights())
     audio = upstream.audio_int16(video)
     delayed = np.concatenate([np.zeros(1920, np.int16), audio[:-1920]])
     frames = upstream.jpeg_frames(video)
-    assert syncnet.score(frames, delayed, model)["offset"] == 0
+    assert upstream_syncnet.score(frames, delayed, model)["offset"] == 0
     raw = lse.measure(video, None, model, None, jpeg=False)
     print(f"without the JPEG step: LSE-D {raw['lse_d']:.3f}, LSE-C {raw['lse_c']:.3f}, offset {raw['av_offset_frames']}")

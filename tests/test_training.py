@@ -41,7 +41,7 @@ TINY = TrainConfig(batch_size=2, lr=1e-4, max_steps=4, val_every=2, val_batches=
 def expert_ckpt(tmp_path_factory) -> Path:
     """A random-weight expert in our checkpoint format (the generator only needs one to load)."""
     from lipsync_cli.models import save_checkpoint
-    from lipsync_cli.models.syncnet import SyncNet
+    from lipsync_cli.models.lipsync_expert import SyncNet
 
     torch.manual_seed(0)
     return save_checkpoint(tmp_path_factory.mktemp("expert") / "expert.pt", SyncNet())

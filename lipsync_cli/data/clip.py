@@ -24,10 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_cli.audio import SAMPLE_RATE
+from lipsync_cli.audio import SAMPLE_RATE, log_mel
 from lipsync_cli.config import FaceConfig, PreprocessConfig
 from lipsync_cli.data.sources import ClipSource
 from lipsync_cli.errors import InputError
+from lipsync_cli.faces.crop import crop, pixel_box
+from lipsync_cli.faces.track import detect_track
+from lipsync_cli.media import iter_frames, load_audio, probe
 from lipsync_cli.media.atomic import atomic_output
 
 ARRAYS = ("faces.npy", "mel.npy", "landmarks.npy", "boxes.npy")
@@ -58,8 +61,6 @@ def is_done(source: ClipSource, clip_dir: Path) -> bool:
 
 def process_clip(source: ClipSource, clip_dir: Path, cfg: PreprocessConfig, detector) -> dict:
     """Write the clip's folder and return its meta dict; raises ClipSkipped for unusable clips."""
-    from lipsync_cli.audio import log_mel
-
     info = _probe(source.path)
     wav = _load_audio(source.path)  # (samples,) float32 mono 16 kHz in [-1, 1]
     n_max = min(int(info.duration * cfg.fps) + 1, len(wav) * cfg.fps // SAMPLE_RATE)
@@ -133,8 +134,6 @@ def longest_run(mask: np.ndarray) -> tuple[int, int]:
 
 def crop_boxes(boxes: np.ndarray, info) -> np.ndarray:
     """(N, 4) float boxes -> the whole-pixel regions faces.crop really cuts from an info-sized frame."""
-    from lipsync_cli.faces.crop import pixel_box
-
     return np.array([pixel_box(box, (info.height, info.width)) for box in boxes], dtype=np.float32).reshape(-1, 4)
 
 
@@ -153,8 +152,6 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def _probe(path: Path):
-    from lipsync_cli.media import probe
-
     try:
         info = probe(path)
     except InputError as err:
@@ -167,8 +164,6 @@ def _probe(path: Path):
 
 
 def _load_audio(path: Path) -> np.ndarray:
-    from lipsync_cli.media import load_audio
-
     try:
         return load_audio(path, sr=SAMPLE_RATE)
     except InputError as err:
@@ -177,14 +172,10 @@ def _load_audio(path: Path) -> np.ndarray:
 
 def _frames(path: Path, info, cfg: PreprocessConfig, n: int):
     """The first n frames at cfg.fps: (H, W, 3) uint8 RGB, streamed."""
-    from lipsync_cli.media import iter_frames
-
     return islice(iter_frames(path, info, fps=Fraction(cfg.fps)), n)
 
 
 def _track(path: Path, info, n: int, cfg: PreprocessConfig, detector):
-    from lipsync_cli.faces.track import detect_track
-
     try:
         return detect_track(_frames(path, info, cfg, n), detector, FaceConfig(detector=cfg.detector),
                             (info.height, info.width))
@@ -194,8 +185,6 @@ def _track(path: Path, info, n: int, cfg: PreprocessConfig, detector):
 
 def _write_crops(path: Path, info, boxes: np.ndarray, start: int, cfg: PreprocessConfig, target: Path) -> None:
     """Crop frames [start, start + len(boxes)) into an (N, S, S, 3) uint8 RGB .npy, filled frame by frame."""
-    from lipsync_cli.faces.crop import crop
-
     with atomic_output(target) as tmp:
         faces = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(boxes), cfg.size, cfg.size, 3))
         frames = islice(_frames(path, info, cfg, start + len(boxes)), start, None)

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from lipsync_cli.errors import InputError
 from lipsync_cli.models.blocks import lower_half, masked_target
-from lipsync_cli.timing import EXPERT_FRAMES, MEL_WINDOW, window_starts
+from lipsync_cli.timing import EXPERT_FRAMES, MEL_WINDOW, mel_windows, window_starts
 
 WINDOW = EXPERT_FRAMES  # consecutive frames per sample (the expert judges 5 at once; 0.2 s at 25 fps)
 
@@ -92,8 +92,6 @@ class _WindowDataset(Dataset):
 
     def _mels(self, clip: int, frames: np.ndarray) -> torch.Tensor:
         """(len(frames), 1, 80, 16) float32: the mel window of each frame, as dubbing pairs them."""
-        from lipsync_cli.timing import mel_windows
-
         return torch.from_numpy(mel_windows(self.store.mel(clip), frames / self.store.fps)).unsqueeze(1)
 
     def _frames(self, clip: int, frames) -> torch.Tensor:

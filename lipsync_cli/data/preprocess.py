@@ -26,7 +26,10 @@ from pathlib import Path
 from lipsync_cli.config import PreprocessConfig
 from lipsync_cli.data.clip import ClipSkipped, is_done, process_clip, source_stamp, write_json_atomic
 from lipsync_cli.data.sources import ClipSource, assign_splits, find_clips, shard
+from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.faces import get_detector
+from lipsync_cli.progress import Stages
 
 MANIFEST_VERSION = 1
 RETRIED_REASON = "error"  # skip records with this reason are not final: the clip is tried again next run
@@ -118,8 +121,6 @@ def _work(clip: ClipSource, out: Path, cfg: PreprocessConfig) -> tuple[str, str,
     """Process one clip -> (clip id, "done" or the skip reason, frames decoded, frames kept). Runs in a worker."""
     key = (cfg.detector, _device(cfg.device))
     if key not in _DETECTORS:
-        from lipsync_cli.faces import get_detector
-
         _DETECTORS[key] = get_detector(*key)
     record = _skip_path(out, clip)
     try:
@@ -147,15 +148,11 @@ def _init_worker(threads: int) -> None:
 
 
 def _device(name: str) -> str:
-    from lipsync_cli.inference import pick_device
-
     return pick_device(name)
 
 
 def _run(todo: list[ClipSource], out: Path, cfg: PreprocessConfig, quiet: bool) -> list[tuple[str, str, int, int]]:
     """Process clips with a progress bar; returns _work's tuple per clip."""
-    from lipsync_cli.progress import Stages
-
     outcomes = []
     with Stages(quiet=quiet) as stages:
         stages.bar("clips", len(todo))

@@ -5,7 +5,8 @@
     "face_alignment:<detector>"   face-alignment with another of its detectors (blazeface, retinaface, ...)
     "dlib"                        dlib HOG + 68-point predictor (CPU, offline)
 
-Backends are imported only when asked for: importing this package loads neither torch nor dlib.
+Each backend module imports its library (face-alignment and torch, dlib) only when a detector is built, so
+importing this package loads neither torch nor dlib.
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ from typing import Callable, Dict, List
 
 from lipsync_cli.errors import UsageError
 from lipsync_cli.faces.base import Face, FaceDetector
+from lipsync_cli.faces.dlib_backend import DlibDetector
+from lipsync_cli.faces.face_alignment_backend import DEFAULT_DETECTOR, FaceAlignmentDetector
 
 __all__ = ["Face", "FaceDetector", "REGISTRY", "get_detector", "detector_names"]
 
 
 def _dlib(device: str, option: str) -> FaceDetector:
-    from lipsync_cli.faces.dlib_backend import DlibDetector
-
     return DlibDetector(device)
 
 
 def _face_alignment(device: str, option: str) -> FaceDetector:
-    from lipsync_cli.faces.face_alignment_backend import DEFAULT_DETECTOR, FaceAlignmentDetector
-
     return FaceAlignmentDetector(device, option or DEFAULT_DETECTOR)
 
 

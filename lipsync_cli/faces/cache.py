@@ -21,6 +21,7 @@ import numpy as np
 
 from lipsync_cli.config import FaceConfig
 from lipsync_cli.faces.track import FaceTrack
+from lipsync_cli.weights import cache_dir
 
 FORMAT = 1  # bump when the stored arrays or the tracking maths change: old files then miss instead of lying
 # Options that only decide what is done with a finished track (not the track itself) stay out of the key.
@@ -30,8 +31,6 @@ _hashes: dict = {}  # (path, size, mtime_ns) → sha256 hex: one read of a video
 
 def default_folder() -> Path:
     """<cache dir>/face-tracks ($LIPSYNC_CACHE_DIR, else ~/.cache/lipsync-cli on Linux)."""
-    from lipsync_cli.weights import cache_dir
-
     return cache_dir() / "face-tracks"
 
 

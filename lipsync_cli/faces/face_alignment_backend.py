@@ -12,8 +12,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from lipsync_cli import weights
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.faces.base import Face, FaceDetector, box_from_landmarks, clip_box
+from lipsync_cli.media.atomic import atomic_output
 
 # Our detector suffix → (face_alignment.detection module, its constructor kwargs).
 DETECTORS: Dict[str, Tuple[str, dict]] = {
@@ -110,8 +112,6 @@ def prepare_files(detector: str = "sfd", download: bool = True, accept_licence: 
     """
     import torch.hub
 
-    from lipsync_cli import weights
-
     wanted = FILES.get(detector, ("2dfan4",))  # other detectors fetch their own files (FAN is always ours)
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     paths = {}
@@ -125,9 +125,6 @@ def prepare_files(detector: str = "sfd", download: bool = True, accept_licence: 
 def _place(source: Path, target: Path, spec) -> None:
     """Make `target` hold the verified bytes of `source` (a stale or corrupt hub copy is replaced)."""
     import shutil
-
-    from lipsync_cli import weights
-    from lipsync_cli.media.atomic import atomic_output
 
     if target.is_file() and (target.resolve() == source.resolve() or weights.check(spec, target) is None):
         return

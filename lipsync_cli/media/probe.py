@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_cli.errors import InputError
-from lipsync_cli.media.sources import ContainerFacts, StreamFacts, read_container
+from lipsync_cli.media.streams import ContainerFacts, StreamFacts, read_container
 
 # Demuxers that only ever hold one picture: decided by content (libavformat probes the bytes), not the extension.
 IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe")

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from lipsync_cli.errors import InputError
+from lipsync_cli.media.atomic import atomic_output
 from lipsync_cli.models.registry import ARCHITECTURES, KIND_NAMES, get_architecture
 
 # Prefixes wrappers add to parameter names: DataParallel/DDP ("module.") and torch.compile ("_orig_mod.")
@@ -95,7 +96,6 @@ def save_checkpoint(path: str | Path, model, **extra) -> Path:
     path = Path(path)
     net = unwrap(model)
     payload = {"arch": net.arch, "config": dict(net.config), "state_dict": net.state_dict(), **extra}
-    from lipsync_cli.media.atomic import atomic_output
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp, open(tmp, "wb") as f:

@@ -9,10 +9,10 @@ from lipsync_cli.errors import UsageError
 
 # name -> (module, class): every network a checkpoint file may be "of".
 ARCHITECTURES = {
-    "wav2lip": ("lipsync_cli.models.wav2lip", "Wav2Lip"),
-    "syncnet": ("lipsync_cli.models.syncnet", "SyncNet"),
+    "wav2lip": ("lipsync_cli.generators.wav2lip.network", "Wav2Lip"),
+    "syncnet": ("lipsync_cli.models.lipsync_expert", "SyncNet"),
     "disc_qual": ("lipsync_cli.models.discriminator", "QualityDiscriminator"),
-    "refs": ("lipsync_cli.models.refs", "RefsGenerator"),
+    "refs": ("lipsync_cli.generators.refs.network", "RefsGenerator"),
     "disc_refs": ("lipsync_cli.models.refs_discriminator", "RefsDiscriminator"),
 }
 

@@ -1,6 +1,7 @@
-"""Training: one Trainer (trainer.py) driving one Task per model (expert.py, generator.py, refs.py).
+"""Training: one Trainer (trainer.py) driving one Task per model (expert.py, wav2lip.py, refs.py).
 
-Importing this package imports no torch; the entry points below do, when called.
+Importing this package imports torch (the tasks are torch modules), so the CLI imports it inside
+`lipsync train` only, keeping `lipsync --help` free of torch.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from typing import Optional
 
 from lipsync_cli.config import ExpertConfig, GeneratorConfig, TrainConfig, train_defaults
 from lipsync_cli.errors import UsageError
+from lipsync_cli.train.expert import ExpertTask
+from lipsync_cli.train.refs import RefsTask
+from lipsync_cli.train.trainer import Trainer
+from lipsync_cli.train.wav2lip import GeneratorTask
+
+GENERATOR_TASKS = {"wav2lip": GeneratorTask, "refs": RefsTask}  # GeneratorConfig.arch → the Task that trains it
 
 
 def train_expert(data: Path, run_dir: Path, cfg: Optional[TrainConfig] = None,
                  expert_cfg: ExpertConfig = ExpertConfig(), quiet: bool = False) -> Path:
     """Train the Wav2Lip-compatible lip-sync expert on a dataset folder; returns the run folder.
     cfg None: the expert's defaults (config.train_defaults("expert"), what the CLI starts from too)."""
-    from lipsync_cli.train.expert import ExpertTask
-    from lipsync_cli.train.trainer import Trainer
-
     return Trainer(ExpertTask(expert_cfg), data, run_dir, cfg or train_defaults("expert"), quiet).fit()
 
 
@@ -27,20 +31,12 @@ def train_generator(data: Path, run_dir: Path, cfg: Optional[TrainConfig] = None
                     quiet: bool = False) -> Path:
     """Train a generator (gen_cfg.arch) against a frozen expert checkpoint; returns the run folder.
     cfg None: that architecture's defaults (config.train_defaults(gen_cfg.arch), as the CLI)."""
-    from lipsync_cli.train.trainer import Trainer
-
     task = generator_task(gen_cfg, expert)
     return Trainer(task, data, run_dir, cfg or train_defaults(gen_cfg.arch), quiet).fit()
 
 
 def generator_task(gen_cfg: GeneratorConfig, expert: str):
     """The Task that trains gen_cfg.arch."""
-    if gen_cfg.arch == "wav2lip":
-        from lipsync_cli.train.generator import GeneratorTask
-
-        return GeneratorTask(gen_cfg, expert)
-    if gen_cfg.arch == "refs":
-        from lipsync_cli.train.refs import RefsTask
-
-        return RefsTask(gen_cfg, expert)
-    raise UsageError(f"unknown generator architecture {gen_cfg.arch!r}: use wav2lip or refs")
+    if gen_cfg.arch not in GENERATOR_TASKS:
+        raise UsageError(f"unknown generator architecture {gen_cfg.arch!r}: use {' or '.join(GENERATOR_TASKS)}")
+    return GENERATOR_TASKS[gen_cfg.arch](gen_cfg, expert)

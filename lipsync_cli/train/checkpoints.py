@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lipsync_cli.media.atomic import atomic_output
+from lipsync_cli.models import save_checkpoint
+
 STEP_FILE = re.compile(r"step_(\d+)\.pt$")
 
 
@@ -35,8 +38,6 @@ def step_path(run_dir: Path, step: int) -> Path:
 
 def write_step_checkpoint(run_dir: Path, model, step: int, keep_last: int, **extra) -> Path:
     """step_N.pt, then last.pt pointing at the same bytes, then prune old step files."""
-    from lipsync_cli.models import save_checkpoint
-
     path = save_checkpoint(step_path(run_dir, step), model, **extra)
     _replace_with_link(path, Path(run_dir) / "last.pt")
     for old in step_checkpoints(run_dir)[:-keep_last or None]:
@@ -45,8 +46,6 @@ def write_step_checkpoint(run_dir: Path, model, step: int, keep_last: int, **ext
 
 
 def write_best(run_dir: Path, model, **extra) -> Path:
-    from lipsync_cli.models import save_checkpoint
-
     return save_checkpoint(Path(run_dir) / "best.pt", model, **extra)
 
 
@@ -58,8 +57,6 @@ def step_checkpoints(run_dir: Path) -> list[Path]:
 
 def _replace_with_link(src: Path, dst: Path) -> None:
     """Atomically make dst the same file as src: a hard link (no second copy on disk) renamed over dst."""
-    from lipsync_cli.media.atomic import atomic_output
-
     with atomic_output(dst) as tmp:
         tmp.unlink(missing_ok=True)  # left by a killed run
         try:

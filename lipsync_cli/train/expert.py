@@ -14,8 +14,10 @@ import torch
 
 from lipsync_cli.config import ExpertConfig, TrainConfig
 from lipsync_cli.data.dataset import ClipStore, ExpertDataset, stack_frames
+from lipsync_cli.models.lipsync_expert import SyncNet
 from lipsync_cli.train.losses import sync_bce
 from lipsync_cli.train.trainer import Task
+from lipsync_cli.train.wav2lip import NETWORK_SIZE, require_size
 
 
 class ExpertTask(Task):
@@ -28,15 +30,11 @@ class ExpertTask(Task):
         self.cfg = self.config = cfg
 
     def datasets(self, data: Path, seed: int) -> tuple:
-        from lipsync_cli.train.generator import NETWORK_SIZE, require_size
-
         stores = [ClipStore(data, split) for split in ("train", "val")]
         require_size(stores[0], NETWORK_SIZE, "the Wav2Lip-compatible expert")
         return tuple(ExpertDataset(store, seed, self.cfg.min_negative_offset) for store in stores)
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:
-        from lipsync_cli.models.syncnet import SyncNet
-
         net = SyncNet().to(device)
         self.nets = {"expert": net}
         self.trainable = ["expert"]

@@ -17,11 +17,18 @@ import torch
 from torch import Tensor
 
 from lipsync_cli.config import GeneratorConfig, RefsConfig, TrainConfig
+from lipsync_cli.data.dataset import ClipStore
 from lipsync_cli.errors import InputError
+from lipsync_cli.generators.refs.network import RefsGenerator
+from lipsync_cli.models import load_checkpoint
 from lipsync_cli.models.blocks import lower_half
 from lipsync_cli.models.checkpoint import unwrap
+from lipsync_cli.models.refs_discriminator import RefsDiscriminator
+from lipsync_cli.timing import EXPERT_FRAMES
 from lipsync_cli.train import refs_losses as L
+from lipsync_cli.train.refs_data import RefsDataset
 from lipsync_cli.train.trainer import Task
+from lipsync_cli.weights import resolve
 
 # --- schedule (pure functions) ------------------------------------------------------------------------------
 
@@ -79,9 +86,6 @@ class RefsTask(Task):
         self.perceptual = None
 
     def datasets(self, data: Path, seed: int) -> tuple:
-        from lipsync_cli.data.dataset import ClipStore
-        from lipsync_cli.train.refs_data import RefsDataset
-
         train, val = ClipStore(data, "train"), ClipStore(data, "val")
         self.size = train.size  # the crops decide the network's resolution
         if self.size % 32:
@@ -90,11 +94,6 @@ class RefsTask(Task):
         return RefsDataset(train, self.cfg, seed, train=True), RefsDataset(val, self.cfg, seed, train=False)
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:
-        from lipsync_cli.models import load_checkpoint
-        from lipsync_cli.models.refs import RefsGenerator
-        from lipsync_cli.models.refs_discriminator import RefsDiscriminator
-        from lipsync_cli.timing import EXPERT_FRAMES
-
         c = self.cfg
         n_refs = 1 if c.reference_mode == "random" else c.n_refs
         self.max_steps = cfg.max_steps
@@ -107,8 +106,6 @@ class RefsTask(Task):
             self.optimizers["discriminator"] = torch.optim.Adam(self.nets["discriminator"].parameters(), cfg.lr,
                                                                 betas=self.gen_cfg.disc_betas)
         if self.expert_path:
-            from lipsync_cli.weights import resolve
-
             self.nets["expert"] = load_checkpoint(resolve(self.expert_path), device=str(device), expect="expert")
             self.nets["expert"].requires_grad_(False)
         if c.perceptual != "off":

@@ -2,7 +2,7 @@
 
 One sample is WINDOW consecutive frames of a clip (so the frozen expert can judge the window), the mel
 window of each frame, the expert's mel window, the landmark masks, and K reference crops of the same clip
-chosen by KMeans outside the window (lipsync_cli/references.py). Indexing, memory-mapping and the
+chosen by KMeans outside the window (lipsync_cli/generators/refs/kmeans_references.py). Indexing, memory-mapping and the
 (seed, epoch, index) seeding are data/dataset.py's, shared with the other generator.
 """
 
@@ -14,7 +14,7 @@ import torch
 from lipsync_cli.config import RefsConfig
 from lipsync_cli.data.dataset import WINDOW, ClipStore, _WindowDataset
 from lipsync_cli.models.blocks import masked_target
-from lipsync_cli.references import ClipReferences, augmented_copies, blur_references
+from lipsync_cli.generators.refs.kmeans_references import ClipReferences, augmented_copies, blur_references
 from lipsync_cli.train.refs_losses import landmark_mask
 
 

@@ -10,10 +10,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lipsync_cli import weights as files
+from lipsync_cli.data.dataset import stack_frames
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.faces.base import JAW, NOSE_TIP
+from lipsync_cli.generators.refs.network import gaussian_blur
 from lipsync_cli.models.blocks import EXPERT_VIEW, WAV2LIP_SIZE, lower_half
-from lipsync_cli.models.refs import gaussian_blur
 from lipsync_cli.train.losses import sync_bce
 
 VGG_LAYERS = (15, 22, 29)  # torchvision vgg16.features indices of relu3_3, relu4_3, relu5_3 (mid-to-high)
@@ -50,8 +52,6 @@ class Perceptual(nn.Module):
 
         net = vgg16(weights=None)
         if weights == "imagenet":
-            from lipsync_cli import weights as files
-
             try:
                 path = files.resolve("vgg16_imagenet")
             except WeightsError as err:  # offline: say what to pass instead, before any training step
@@ -82,8 +82,6 @@ def sync_loss(expert: nn.Module, mel: Tensor, frames: Tensor) -> Tensor:
     mel (B, 1, 80, 16) covering the window; frames (B, 3, T=5, S, S) → lower halves, resized to the expert's
     (48, 96) when S != 96, stacked frame-major as (B, 15, 48, 96) like the expert was trained.
     """
-    from lipsync_cli.data.dataset import stack_frames
-
     b, c, t, s, _ = frames.shape
     lower = lower_half(frames)
     if s != WAV2LIP_SIZE:

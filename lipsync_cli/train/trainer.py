@@ -26,7 +26,9 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lipsync_cli.config import TrainConfig
+from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.models import read_checkpoint
 from lipsync_cli.models.checkpoint import unwrap  # DDP / torch.compile wrappers
 from lipsync_cli.train import checkpoints
 from lipsync_cli.train.log import RunLog
@@ -247,8 +249,6 @@ class Trainer:
                                           self.cfg.keep_last, train=state, metrics=getattr(self, "last_val", {}))
 
     def _resume(self) -> int:
-        from lipsync_cli.models import read_checkpoint
-
         path = self.run_dir / "last.pt"
         if not path.is_file():
             raise InputError(f"--resume: {path} not found (run without --resume to start, or pass the run folder)")
@@ -379,9 +379,7 @@ class _StopSignals:
 
 
 def _device(name: str, local_rank: int) -> torch.device:
-    """inference.pick_device's choice; a bare "cuda" under torchrun is this process's GPU (its local rank)."""
-    from lipsync_cli.inference import pick_device
-
+    """device.pick_device's choice; a bare "cuda" under torchrun is this process's GPU (its local rank)."""
     name = pick_device(name)
     if name.startswith("cuda"):
         device = torch.device(name if ":" in name else f"cuda:{local_rank}")

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from lipsync_cli import weights
 from lipsync_cli.errors import InputError, WeightsError
+from lipsync_cli.models.checkpoint import _public_arch, _strip_prefixes, read_checkpoint, state_mismatch
 
 INSTALL_HINT = 'pip install "lipsync-cli[musetalk]"'
 NAME = "musetalk"  # the --model name that selects this family from weights.toml
@@ -68,8 +70,6 @@ def is_musetalk(name_or_path: str) -> bool:
 def locate(name_or_path: str) -> MuseTalkFiles:
     """The part files of a MuseTalk models/ folder, or of the weights.toml entries (verified, downloaded)."""
     if str(name_or_path) == NAME:
-        from lipsync_cli import weights
-
         return MuseTalkFiles(**{field: weights.resolve(name) for name, field in ENTRIES.items()})
     root = Path(name_or_path).expanduser()
     if (root / "models" / UNET_CONFIG).is_file():  # the MuseTalk checkout itself was given
@@ -161,14 +161,12 @@ def read_state(path: Path, mmap: bool = False) -> dict:
             return load_file(str(path))  # safetensors memory-maps by itself
         except Exception as err:  # noqa: BLE001 - a damaged header fails in several ways
             raise InputError(f"{Path(path).name} is not a readable safetensors file ({err}): copy it again") from None
-    from lipsync_cli.models.checkpoint import read_checkpoint
 
     return read_checkpoint(path, mmap=mmap)
 
 
 def _unet_state(path: Path, mmap: bool = False) -> dict:
     state = read_state(path, mmap=mmap)
-    from lipsync_cli.models.checkpoint import _public_arch, _strip_prefixes
 
     inner = state.get("state_dict", state)
     if "arch" in state or (isinstance(inner, dict) and _public_arch(_strip_prefixes(inner))):
@@ -201,8 +199,6 @@ def whisper_encoder_state(state: dict) -> dict:
 def load_strict(module, state: dict, path: Path, what: str, assign: bool = False) -> None:
     """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump; assign: the
     state's tensors become the module's (a module built on the meta device has none to copy into)."""
-    from lipsync_cli.models.checkpoint import state_mismatch
-
     problem = state_mismatch(module.state_dict(), state)
     if problem:
         raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({problem}): pass the "

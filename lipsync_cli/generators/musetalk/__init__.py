@@ -6,9 +6,10 @@ whisper-tiny encoder features and a reference image. The networks are the librar
 UNet2DConditionModel and AutoencoderKL, transformers' Whisper encoder and feature extractor); these
 modules are the wiring, one per stage, as specified by ../shared/reference/musetalk/README.md:
 
-  files.py       the three parts on disk (a user's models/ folder or our cache) → loaded networks
-  audio.py       speech → whisper hidden states → one (50, 384) context per video frame, by timestamp
-  crop.py        68 landmarks → MuseTalk's v1.5 face box; Lanczos crop to 256
-  references.py  `--reference kmeans`: K reference frames and which one each frame uses
-  generator.py   crops + contexts → VAE latents → UNet → decoded crops, batched (the inference.Generator API)
+  files.py           the three parts on disk (a user's models/ folder or our cache) → loaded networks
+  whisper_audio.py   speech → whisper hidden states → one (50, 384) context per video frame, by timestamp
+  crop_rule.py       68 landmarks → MuseTalk's v1.5 face box; Lanczos crop to 256
+  reference_plan.py  `--reference kmeans`: K reference frames and which one each frame uses
+  generator.py       crops + contexts → VAE latents → UNet → decoded crops, batched (generators.base.Generator;
+                     claims() and load() for the registry)
 """

@@ -1,12 +1,13 @@
 """`lipsync evaluate`: how well a video's lips follow its speech, and (with a reference) image quality.
 
 measure() chains the stages: load the judges, find the face over the frames, score sync with OUR expert
-(lipsync_cli/expert_sync.py: expert_sync_distance / expert_sync_confidence, never called LSE-D / LSE-C),
-then the papers' figures and, with a reference, reconstruction (lipsync_cli/reconstruction.py); the report
-is printed or written as JSON by lipsync_cli/evaluate_report.py.
+(lipsync_cli/evaluation/expert_sync.py: expert_sync_distance / expert_sync_confidence, never called LSE-D / LSE-C),
+then the papers' figures and, with a reference, reconstruction (lipsync_cli/evaluation/reconstruction.py); the report
+is printed or written as JSON by lipsync_cli/evaluation/report.py.
 
 Next to the expert's figures, the papers' LSE-D / LSE-C are measured with the original SyncNet exactly as
-upstream computes them (lipsync_cli/syncnet.py, inputs prepared by lipsync_cli/lse.py), on the same face track.
+upstream computes them (evaluation/upstream_syncnet.py, inputs prepared by evaluation/lse.py), on the same
+face track.
 Without SyncNet weights (offline, default --syncnet) the expert figures are still reported and the LSE
 figures are null, with a warning: a user checking a dub offline still gets an answer. Weights named
 explicitly with --syncnet must exist (exit 3 otherwise).
@@ -20,12 +21,17 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from lipsync_cli import media, weights
 from lipsync_cli.config import FaceConfig, SyncNetConfig
+from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, UsageError, WeightsError
-from lipsync_cli.evaluate_report import print_report, to_json
-from lipsync_cli.expert_sync import EXPERT_FPS, embed, lower_halves, per_second, sync_report
-from lipsync_cli.reconstruction import reconstruction
-from lipsync_cli.silence import silence_report
+from lipsync_cli.evaluation import lse, many, upstream_syncnet
+from lipsync_cli.evaluation.expert_sync import EXPERT_FPS, embed, lower_halves, per_second, sync_report
+from lipsync_cli.evaluation.reconstruction import reconstruction
+from lipsync_cli.evaluation.report import print_report, to_json
+from lipsync_cli.evaluation.silence import silence_report
+from lipsync_cli.faces import get_detector, track as tracking
+from lipsync_cli.models import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +47,6 @@ def evaluate(video: Path, audio: Optional[Path] = None, reference: Optional[Path
     face: which face is scored when several ("largest", "center" or an index), by both judges.
     syncnet: LSE-D / LSE-C settings (weights, face crop, JPEG step); default SyncNetConfig().
     """
-    from lipsync_cli import evaluate_many as many
-
     lse_cfg = syncnet or SyncNetConfig()
     if many.is_many(Path(video)):  # a test set: each video against its own audio, then the mean
         if audio is not None:
@@ -65,9 +69,6 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
             detector: str, device: str, box=None, face: str = "largest",
             lse_cfg: SyncNetConfig = SyncNetConfig()) -> dict:
     """The whole report as a plain dict (the JSON output)."""
-    from lipsync_cli import media
-    from lipsync_cli.inference import pick_device
-
     dev = pick_device(device)
     net, expert_path = load_expert(expert, dev)
     syncnet_model, syncnet_path, skipped = load_syncnet(lse_cfg.weights, dev)
@@ -97,9 +98,6 @@ def measure(video: Path, audio: Optional[Path], reference: Optional[Path], exper
 
 def load_expert(name_or_path: str, device: str):
     """(expert nn.Module in eval mode on `device`, the checkpoint file it came from)."""
-    from lipsync_cli import weights
-    from lipsync_cli.models import load_checkpoint
-
     path = weights.resolve(name_or_path)
     return load_checkpoint(path, device=device, expect="expert"), path
 
@@ -107,26 +105,21 @@ def load_expert(name_or_path: str, device: str):
 LSE_KEYS = ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms")  # the headline SyncNet figures, beside the expert's
 
 
-def load_syncnet(weights: Optional[str], device: str):
+def load_syncnet(name: Optional[str], device: str):
     """(SyncNet model, its file, None), or (None, None, why) when the default weights are unavailable.
     Weights the user named explicitly are required: their WeightsError (exit 3) propagates."""
-    from lipsync_cli import syncnet
-    from lipsync_cli import weights as registry
-
     try:
-        path = registry.resolve(weights or syncnet.WEIGHTS)
+        path = weights.resolve(name or upstream_syncnet.WEIGHTS)
     except WeightsError as err:
-        if weights is not None:
+        if name is not None:
             raise
         return None, None, str(err)
-    return syncnet.load(path, device), path, None
+    return upstream_syncnet.load(path, device), path, None
 
 
 def measure_lse(video: Path, audio: Optional[Path], raw_track, cfg: SyncNetConfig, model, path,
                 skipped: Optional[str]) -> dict:
     """report["syncnet"]: LSE-D / LSE-C and their details, or why they were not measured."""
-    from lipsync_cli import lse
-
     if model is None:
         log.warning("LSE-D/LSE-C not measured: %s", skipped)
         return {"weights": None, "skipped": skipped, **{k: None for k in LSE_KEYS}}
@@ -136,8 +129,6 @@ def measure_lse(video: Path, audio: Optional[Path], raw_track, cfg: SyncNetConfi
 
 def decode(video: Path) -> Iterator[np.ndarray]:
     """Frames of `video` resampled to EXPERT_FPS, (H, W, 3) uint8 RGB, streamed."""
-    from lipsync_cli import media
-
     info = media.probe(video)
     if not info.has_video or info.is_image:
         raise InputError(f"{video} is not a video; evaluate needs a video of a talking face")
@@ -148,8 +139,6 @@ class _FaceFinder:
     """One face detector (loaded once) for every video of a report, or a fixed box."""
 
     def __init__(self, detector: str, device: str, box=None, face: str = "largest"):
-        from lipsync_cli.config import FaceConfig
-
         self.cfg = FaceConfig(detector=detector, box=tuple(box) if box else None, face=face)
         # SyncNet's crop rule smooths the detector's own boxes itself (median of 13), unpadded
         self.raw_cfg = FaceConfig(detector=detector, box=self.cfg.box, face=face, pads=(0, 0, 0, 0), smooth_window=1)
@@ -158,9 +147,6 @@ class _FaceFinder:
 
     def tracks(self, video: Path):
         """(the expert's track: smoothed and padded, the raw detector boxes for SyncNet's crop): one detection pass."""
-        from lipsync_cli import media
-        from lipsync_cli.faces import track as tracking
-
         raw = self.track(video, self.raw_cfg)
         if self.cfg.box is not None:
             return raw, raw
@@ -169,10 +155,6 @@ class _FaceFinder:
 
     def track(self, video: Path, cfg=None):
         """lipsync_cli.faces.track.FaceTrack of `video` at EXPERT_FPS (boxes and landmarks, NaN: no face)."""
-        from lipsync_cli import media
-        from lipsync_cli.faces import get_detector
-        from lipsync_cli.faces import track as tracking
-
         cfg = cfg or self.cfg
         info = media.probe(video)
         size = (info.height, info.width)

@@ -2,14 +2,16 @@
 
 Upstream conditions every frame on itself (`--reference same`): the model then sees the very mouth it
 must replace, half of which it is meant to ignore. With kmeans the clip's frames are clustered by lip
-and jaw shape (lipsync_cli.references, as the refs family does), the frame nearest each centroid is
-a reference, and each frame takes the reference whose head pose is closest to its own, preferring a
+and jaw shape (generators/refs/kmeans_references.py, as the refs family does), the frame nearest each
+centroid is a reference, and each frame takes the reference whose head pose is closest to its own, preferring a
 closed mouth (a closed mouth leaks least of the old speech into the new one).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from lipsync_cli.generators.refs.kmeans_references import select_references
 
 N_REFS = 5  # K references per clip
 EYES_NOSE = np.arange(27, 48)  # iBUG-68 nose (27-35) and eyes (36-47): rigid points that follow head pose
@@ -37,8 +39,6 @@ def mouth_openness(landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def reference_plan(landmarks: np.ndarray, boxes: np.ndarray, k: int = N_REFS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """landmarks (N, 68, 2), boxes (N, 4) frame pixels (NaN rows: no face) → (picks (R,) int64 distinct
     frame indices, R ≤ k; assign (N,) int64 index into picks for every frame)."""
-    from lipsync_cli.references import select_references
-
     picks = np.array(list(dict.fromkeys(int(i) for i in select_references(landmarks, boxes, k=k, seed=seed))))
     assign = np.zeros(len(boxes), dtype=np.int64)
     if len(picks) == 1 or not np.isfinite(landmarks[picks]).all():

@@ -1,7 +1,7 @@
 """LSE-D and LSE-C: the papers' lip-sync scores, computed with the original SyncNet exactly as
 syncnet_python's `SyncNetInstance.evaluate()` computes them.
 
-Not our expert (lipsync_cli/models/syncnet.py, reported as expert_sync_*): this module loads the public
+Not our expert (lipsync_cli/models/lipsync_expert.py, reported as expert_sync_*): this module loads the public
 `syncnet_v2.model` (joonson/syncnet_python, MIT) unchanged and reproduces upstream's arithmetic; the
 specification, with conformance vectors, is ../shared/reference/syncnet/README.md (§2 is this file).
 
@@ -10,7 +10,7 @@ specification, with conformance vectors, is ../shared/reference/syncnet/README.m
 
 Inputs are upstream's, unnormalised on purpose (the network was trained on them): frames (N, 224, 224, 3)
 uint8 BGR 0-255 at 25 fps, audio (M,) int16 at 16 kHz. Preparing them from any video (25 fps, face
-crop, JPEG round trip) is lipsync_cli/lse.py. Importing this module imports neither torch nor scipy.
+crop, JPEG round trip) is lipsync_cli/evaluation/lse.py. Importing this module imports neither torch nor scipy.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from lipsync_cli.errors import InputError
+from lipsync_cli.models.checkpoint import read_checkpoint
 
 WEIGHTS = "syncnet_v2"  # the weights.toml entry of the public syncnet_v2.model
 SAMPLE_RATE = 16000  # Hz: upstream extracts the audio at this rate
@@ -43,14 +44,13 @@ OPTIONAL_KEY_SUFFIX = "num_batches_tracked"
 
 
 def load(path, device: str = "cpu"):
-    """A `syncnet_v2.model` file -> lipsync_cli.models.syncnet_v2.SyncNetV2 in eval mode on `device`.
+    """A `syncnet_v2.model` file -> lipsync_cli.evaluation.upstream_syncnet_network.SyncNetV2 in eval mode on `device`.
 
     Upstream copies every tensor of the file into the entry of the same name and silently keeps initial
     values for names the file lacks. We refuse that: every entry must be present, with its shape,
     except the num_batches_tracked counters. InputError (exit 1) for any other file.
     """
-    from lipsync_cli.models.checkpoint import read_checkpoint
-    from lipsync_cli.models.syncnet_v2 import SyncNetV2
+    from lipsync_cli.evaluation.upstream_syncnet_network import SyncNetV2
 
     path = Path(path)
     _check_container(path)

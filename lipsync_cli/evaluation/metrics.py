@@ -1,7 +1,7 @@
 """Evaluation metrics as pure functions on arrays: image quality, landmarks, sharpness, sync offsets.
 
 Images are RGB uint8 (H, W, 3) unless stated; masks are bool or float (H, W) where nonzero pixels
-count. Nothing here knows about files, models or faces: lipsync_cli.expert_sync and .reconstruction feed these.
+count. Nothing here knows about files, models or faces: evaluation.expert_sync and .reconstruction feed these.
 Only numpy and cv2 (both runtime dependencies) are used, so no scikit-image at runtime.
 """
 

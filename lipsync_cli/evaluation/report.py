@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from lipsync_cli.expert_sync import EXPERT_FPS
+from lipsync_cli.evaluation.expert_sync import EXPERT_FPS
 
 
 def to_json(report: dict) -> str:
@@ -55,8 +55,6 @@ def print_report(report: dict) -> None:
                                                  "offset_frames", "offset_ms", "windows")))
     console.print(seconds)
     if "syncnet" in report:
-        from lipsync_cli.lse import print_lse
-
         print_lse(console, report["syncnet"])
     if "silence" in report:
         q = report["silence"]
@@ -71,3 +69,26 @@ def print_report(report: dict) -> None:
             if key != "reference":
                 rec.add_row(key.replace("_", " "), fmt(value, 4))
         console.print(rec)
+
+
+def print_lse(console, lse: dict) -> None:
+    """The papers' figures (original SyncNet): whole span, then per second."""
+    from rich.table import Table
+
+    if lse.get("weights") is None:
+        console.print(f"LSE-D / LSE-C (original SyncNet): not measured ({lse.get('skipped')})")
+        return
+    steps = f"face crop {lse['face_crop']}, JPEG round trip {'on' if lse['jpeg'] else 'off'}"
+    console.print(f"SyncNet: {lse['weights']}  (the papers' LSE-D/LSE-C; {steps})")
+    table = Table(title=f"LSE (frames {lse['first_frame']}..{lse['first_frame'] + lse['frames'] - 1} at 25 fps; "
+                        "+ offset = audio early)")
+    for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
+        table.add_column(key, justify="right")
+    table.add_row(*(fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))
+    console.print(table)
+    seconds = Table(title="LSE per second (confidence = LSE-C of the windows starting in that second)")
+    for key in ("second", "LSE-C", "LSE-D", "AV offset frames", "windows"):
+        seconds.add_column(key, justify="right")
+    for row in lse["per_second"]:
+        seconds.add_row(*(fmt(row[k]) for k in ("second", "lse_c", "lse_d", "av_offset_frames", "windows")))
+    console.print(seconds)

@@ -16,8 +16,12 @@ from typing import Iterator
 
 import numpy as np
 
+from lipsync_cli import timing
+from lipsync_cli.audio import log_mel
 from lipsync_cli.config import PreprocessConfig
 from lipsync_cli.errors import InputError
+from lipsync_cli.evaluation import metrics
+from lipsync_cli.faces.crop import crop
 from lipsync_cli.timing import EXPERT_FRAMES as WINDOW
 
 # experts are trained on clips resampled to the dataset rate (5 frames ↔ 16 mel frames = 0.2 s at 25 fps),
@@ -30,8 +34,6 @@ BATCH = 64  # windows per expert forward pass
 def lower_halves(frames: Iterator[np.ndarray], track, size: int) -> np.ndarray:
     """(N, size/2, size, 3) uint8 RGB: the lower half of each frame's face crop (what the expert sees);
     zeros where there is no face (those windows are dropped later)."""
-    from lipsync_cli.faces.crop import crop
-
     out = np.zeros((len(track.boxes), size // 2, size, 3), np.uint8)
     for i, frame in zip(range(len(out)), frames):
         if np.isfinite(track.boxes[i]).all():
@@ -51,9 +53,6 @@ def embed(net, crops: np.ndarray, has_face: np.ndarray, wav: np.ndarray,
     starting at frame j's time, for every frame time whose full window lies inside the audio, up to MAX_OFFSET
     frames past the video's end.
     """
-    from lipsync_cli import timing
-    from lipsync_cli.audio import log_mel
-
     n_win = len(crops) - WINDOW + 1
     if n_win < 1:
         raise InputError(f"the video has {len(crops)} frames at {EXPERT_FPS} fps; evaluate needs at least {WINDOW}")
@@ -71,8 +70,6 @@ def embed(net, crops: np.ndarray, has_face: np.ndarray, wav: np.ndarray,
 
 def _full_mel_windows(n_mel: int, limit: int) -> int:
     """How many frame times (0, 1/fps, …) have a whole mel window inside n_mel mel frames (≤ limit)."""
-    from lipsync_cli import timing
-
     n = 0
     while n < limit and timing.mel_index(n / EXPERT_FPS) + timing.MEL_WINDOW <= n_mel:
         n += 1
@@ -118,8 +115,6 @@ def _padded(x: np.ndarray, rows: int) -> np.ndarray:
 
 def sync_report(video_emb: np.ndarray, audio_emb: np.ndarray) -> dict:
     """Whole-video sync numbers (SyncNet recipe, our expert) plus the expert's loss at offset 0."""
-    from lipsync_cli import metrics
-
     summary = metrics.sync_summary(metrics.offset_distances(video_emb, audio_emb, MAX_OFFSET), MAX_OFFSET)
     out = _named(summary)
     out["expert_sync_loss"] = metrics.expert_loss(video_emb, audio_emb)
@@ -128,8 +123,6 @@ def sync_report(video_emb: np.ndarray, audio_emb: np.ndarray) -> dict:
 
 def per_second(video_emb: np.ndarray, audio_emb: np.ndarray) -> list[dict]:
     """The same numbers for the windows starting in each second of video (where sync breaks)."""
-    from lipsync_cli import metrics
-
     dist = metrics.offset_distances(video_emb, audio_emb, MAX_OFFSET)
     rows = []
     for start in range(0, len(dist), EXPERT_FPS):

@@ -1,8 +1,9 @@
-"""MuseTalk inference behind inference.Generator's interface: crops + audio contexts → generated crops.
+"""MuseTalk inference behind generators.base.Generator's interface: crops + audio contexts → generated crops.
 
 One batch: VAE-encode the masked crops (and the references, unless encoded once per clip) → concat
 masked ‖ reference latents (8 channels) → one UNet call at timestep 0 with the position-encoded whisper
-context → VAE-decode. Precision and the OOM back-off are inference.py's (autocast, batch halving).
+context → VAE-decode. Precision and the OOM back-off are the shared ones (device.autocast, base.Generator's
+batch halving).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import Optional
 import numpy as np
 
 from lipsync_cli.config import MuseTalkConfig
-from lipsync_cli.inference import Generator, autocast, finite_or_fp32
-from lipsync_cli.musetalk import audio as whisper_audio
-from lipsync_cli.musetalk import crop as muse_crop
+from lipsync_cli.device import autocast, finite_or_fp32, pick_precision
+from lipsync_cli.faces.track import FaceTrack
+from lipsync_cli.generators.base import Generator
+from lipsync_cli.generators.musetalk import crop_rule, files, whisper_audio
+from lipsync_cli.generators.musetalk.reference_plan import reference_plan
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +30,13 @@ BF16_MAX_LEVELS, BF16_MEAN_LEVELS = 32, 2.0  # measured: max 22, mean 1.17
 
 
 class MuseTalkModel:
-    """What inference.Generator reads from `.model`: the arch name, a config, the networks."""
+    """What base.Generator reads from `.model`: the arch name, a config, the networks."""
 
     arch = "musetalk"
 
     def __init__(self, networks, cfg: MuseTalkConfig):
         self.networks = networks
-        self.config = {"size": muse_crop.SIZE, "n_refs": cfg.n_refs}
+        self.config = {"size": crop_rule.SIZE, "n_refs": cfg.n_refs}
 
 
 @dataclass
@@ -56,20 +59,17 @@ class MuseTalkGenerator(Generator):
 
     def face_track(self, track, frame_shape):
         """The tracked face with MuseTalk's v1.5 landmark boxes (tracked box where the rule fails)."""
-        from lipsync_cli.faces.track import FaceTrack
-
-        boxes = muse_crop.musetalk_boxes(track.landmarks, track.boxes, frame_shape[0], self.cfg.extra_margin)
+        boxes = crop_rule.musetalk_boxes(track.landmarks, track.boxes, frame_shape[0], self.cfg.extra_margin)
         return FaceTrack(boxes, track.landmarks)
 
     def crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-        return muse_crop.crop(frame, box, self.size)
+        return crop_rule.crop(frame, box, self.size)
 
     def reference_plan(self, track):
         """(picks, assign) for `--reference kmeans` (each source frame uses its cluster's reference), None for
         `same` (each frame is its own reference)."""
         if self.cfg.reference != "kmeans":
             return None
-        from lipsync_cli.musetalk.references import reference_plan
 
         return reference_plan(track.landmarks, track.boxes, k=self.cfg.n_refs)
 
@@ -152,11 +152,14 @@ class MuseTalkGenerator(Generator):
         return self.nets.vae.encode(pixels).latent_dist.mean.float() * self.nets.scaling_factor
 
 
-def load_musetalk(name_or_path: str, device: str, precision: str, batch_size: int,
-                  cfg: MuseTalkConfig = MuseTalkConfig()) -> MuseTalkGenerator:
-    from lipsync_cli.inference import pick_precision
-    from lipsync_cli.musetalk import files
+def claims(name_or_path: str) -> bool:
+    """`--model musetalk` or a MuseTalk models/ folder."""
+    return files.is_musetalk(name_or_path)
 
+
+def load(name_or_path: str, device: str, precision: str, batch_size: int,
+         cfg: Optional[MuseTalkConfig] = None) -> MuseTalkGenerator:
+    cfg = cfg or MuseTalkConfig()
     networks = files.load(files.locate(name_or_path), device=device)
     return MuseTalkGenerator(model=MuseTalkModel(networks, cfg), device=device,
                              precision=pick_precision(precision, device), batch_size=min(batch_size, MAX_BATCH),

@@ -1,6 +1,6 @@
 """syncnet_python's network `S` (joonson/syncnet_python, MIT): the judge of the papers' LSE-D / LSE-C.
 
-NOT our lip-sync expert (that is lipsync_cli/models/syncnet.py, Wav2Lip's SyncNet_color, trained by
+NOT our lip-sync expert (that is lipsync_cli/models/lipsync_expert.py, Wav2Lip's SyncNet_color, trained by
 `lipsync train expert`). This one only exists to load the public `syncnet_v2.model` unchanged, so
 its layer positions, and therefore its state-dict names (netcnnaud.0.weight, ...), are upstream's.
 The layout is ../shared/reference/syncnet/README.md §1.

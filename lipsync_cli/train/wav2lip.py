@@ -17,10 +17,14 @@ import torch
 from lipsync_cli.config import GeneratorConfig, TrainConfig
 from lipsync_cli.data.dataset import ClipStore, GeneratorDataset, stack_frames
 from lipsync_cli.errors import InputError
+from lipsync_cli.generators.wav2lip.network import Wav2Lip
+from lipsync_cli.models import load_checkpoint
 from lipsync_cli.models.blocks import WAV2LIP_SIZE, lower_half
+from lipsync_cli.models.discriminator import QualityDiscriminator
 from lipsync_cli.train.losses import bce, sync_bce
 from lipsync_cli.train.schedules import generator_weights, sync_loss_enabled
 from lipsync_cli.train.trainer import Task
+from lipsync_cli.weights import resolve
 
 NETWORK_SIZE = WAV2LIP_SIZE
 
@@ -42,10 +46,6 @@ class GeneratorTask(Task):
         return tuple(GeneratorDataset(store, seed) for store in stores)
 
     def build(self, device: torch.device, cfg: TrainConfig) -> None:
-        from lipsync_cli.models import load_checkpoint
-        from lipsync_cli.models.wav2lip import Wav2Lip
-        from lipsync_cli.weights import resolve
-
         expert = load_checkpoint(resolve(self.expert), device=str(device), expect="expert")
         expert.requires_grad_(False)  # frozen: only a judge of the generator's output
         generator = Wav2Lip().to(device)
@@ -53,8 +53,6 @@ class GeneratorTask(Task):
         self.trainable = ["generator"]
         self.optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=cfg.betas)}
         if self.cfg.use_gan:
-            from lipsync_cli.models.discriminator import QualityDiscriminator
-
             disc = QualityDiscriminator().to(device)
             self.nets["disc"] = disc
             self.trainable.append("disc")

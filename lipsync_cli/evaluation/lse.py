@@ -1,4 +1,4 @@
-"""LSE-D / LSE-C of a video file: upstream's input preparation, then lipsync_cli.syncnet.score.
+"""LSE-D / LSE-C of a video file: upstream's input preparation, then lipsync_cli.evaluation.upstream_syncnet.score.
 
 syncnet_python scores 224x224 face crops at 25 fps read back from default-quality JPEGs, against int16
 16 kHz audio. This module makes that input from any video:
@@ -7,7 +7,7 @@ syncnet_python scores 224x224 face crops at 25 fps read back from default-qualit
   its frames go through upstream's exact ffmpeg JPEG step (resampled to 25 fps when the video is not
   25 fps CFR; resized to 224 when it is not 224x224, as Wav2Lip's copy of evaluate() does);
 - a face track (our detectors and tracker at 25 fps, raw boxes): cropped with upstream's crop rule
-  (faces/syncnet_crop.py), then optionally the same JPEG round trip.
+  (evaluation/lse_crop.py), then optionally the same JPEG round trip.
 
 Upstream's pipeline also re-encodes the video (MPEG-4 at qscale 2, then XVID) before evaluate() reads it;
 those intermediate lossy steps are not reproduced, the JPEG step of evaluate() itself is (jpeg=True).
@@ -15,90 +15,87 @@ those intermediate lossy steps are not reproduced, the JPEG step of evaluate() i
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
+from typing import ContextManager, Optional
 
 import numpy as np
 
-from lipsync_cli import syncnet
+from lipsync_cli import media
 from lipsync_cli.errors import InputError
+from lipsync_cli.evaluation import lse_crop, upstream_syncnet
+from lipsync_cli.media import upstream
 
 MAX_GAP = 25  # frames a face may be missed inside one track (upstream's num_failed_det); boxes interpolated
 
 
 def measure(video: Path, audio: Optional[Path], model, track=None, jpeg: bool = True,
-            batch_size: int = syncnet.BATCH) -> dict:
+            batch_size: int = upstream_syncnet.BATCH) -> dict:
     """The SyncNet part of the evaluate report for one video and one face track.
 
     track: lipsync_cli.faces.track.FaceTrack at 25 fps with RAW boxes (no padding or smoothing: the crop
     rule smooths), or None when the video is already a face crop. The scored span is the track's longest
     stretch without a gap above MAX_GAP frames; its audio is cut to start with it.
     """
-    from lipsync_cli.media import upstream
-
     pcm = upstream.audio_int16(audio or video)
     if track is None:
         first, frames = 0, whole_frames(video, jpeg)
     else:
         first, stop, boxes = track_span(track, video)
         frames = face_crops(video, first, stop, boxes, jpeg)
-        pcm = pcm[first * syncnet.SAMPLES_PER_FRAME:]
-    result = syncnet.score(frames, pcm, model, batch_size)
-    return report(result, first, len(frames), jpeg, track is None)
+        pcm = pcm[first * upstream_syncnet.SAMPLES_PER_FRAME:]
+    with frames as crops:  # with jpeg, read from their JPEG files a batch at a time as they are scored
+        result = upstream_syncnet.score(crops, pcm, model, batch_size)
+        n_frames = len(crops)
+    return report(result, first, n_frames, jpeg, track is None)
 
 
 def report(result: dict, first: int, n_frames: int, jpeg: bool, whole: bool) -> dict:
-    """syncnet.score's result as plain JSON-ready numbers."""
+    """upstream_syncnet.score's result as plain JSON-ready numbers."""
     return {
         "lse_d": result["lse_d"], "lse_c": result["lse_c"], "av_offset_frames": result["offset"],
-        "av_offset_ms": syncnet.offset_ms(result["offset"]), "face_crop": "none" if whole else "auto",
+        "av_offset_ms": upstream_syncnet.offset_ms(result["offset"]), "face_crop": "none" if whole else "auto",
         "jpeg": jpeg, "first_frame": first, "frames": n_frames, "windows": result["windows"],
         "mdist": [float(v) for v in result["mdist"]],
         "framewise_conf": [round(float(v), 4) for v in result["fconfm"]],  # medfilt(9), what upstream prints
-        "per_second": syncnet.per_second(result["dists"], first),
+        "per_second": upstream_syncnet.per_second(result["dists"], first),
     }
 
 
 # ---- frames --------------------------------------------------------------------------------------
 
 
-def whole_frames(video: Path, jpeg: bool) -> np.ndarray:
-    """(N, 224, 224, 3) uint8 BGR at 25 fps: the whole picture of a video that is already a face crop."""
-    from lipsync_cli import media
-    from lipsync_cli.media import upstream
-
+def whole_frames(video: Path, jpeg: bool) -> ContextManager:
+    """A context giving (N, 224, 224, 3) uint8 BGR at 25 fps: the whole picture of a video that is already a face
+    crop (with jpeg, upstream.JpegFrames: read when sliced, its files removed when the context ends)."""
     info = _video_info(video)
-    resample = None if (info.fps == syncnet.FPS and not info.is_vfr) else syncnet.FPS
+    resample = None if (info.fps == upstream_syncnet.FPS and not info.is_vfr) else upstream_syncnet.FPS
     if jpeg:
-        return upstream.jpeg_frames(video, fps=resample, size=syncnet.SIZE)
+        return upstream.open_jpeg_frames(video, fps=resample, size=upstream_syncnet.SIZE)
     import cv2
 
-    size = (syncnet.SIZE, syncnet.SIZE)
-    return np.stack([cv2.resize(np.ascontiguousarray(f[..., ::-1]), size)  # RGB -> BGR
-                     for f in media.iter_frames(video, info, fps=syncnet.FPS)])
+    size = (upstream_syncnet.SIZE, upstream_syncnet.SIZE)
+    return nullcontext(np.stack([cv2.resize(np.ascontiguousarray(f[..., ::-1]), size)  # RGB -> BGR
+                                 for f in media.iter_frames(video, info, fps=upstream_syncnet.FPS)]))
 
 
-def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool) -> np.ndarray:
-    """(stop - first, 224, 224, 3) uint8 BGR: upstream's crop of frames first..stop-1 (25 fps) around
-    `boxes` (stop - first, 4), streamed through the JPEG round trip when jpeg."""
+def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool) -> ContextManager:
+    """A context giving (stop - first, 224, 224, 3) uint8 BGR: upstream's crop of frames first..stop-1 (25 fps)
+    around `boxes` (stop - first, 4), streamed through the JPEG round trip when jpeg (then read back from the
+    JPEG files a batch at a time, never all held at once)."""
     from itertools import islice
 
-    from lipsync_cli import media
-    from lipsync_cli.faces import syncnet_crop
-    from lipsync_cli.media import upstream
-
-    s, x, y = syncnet_crop.smoothed_boxes(boxes)
-    frames = islice(media.iter_frames(video, _video_info(video), fps=syncnet.FPS), first, stop)
-    crops = (syncnet_crop.crop_face(np.ascontiguousarray(f[..., ::-1]), s[i], x[i], y[i])  # RGB -> BGR
+    s, x, y = lse_crop.smoothed_boxes(boxes)
+    frames = islice(media.iter_frames(video, _video_info(video), fps=upstream_syncnet.FPS), first, stop)
+    crops = (lse_crop.crop_face(np.ascontiguousarray(f[..., ::-1]), s[i], x[i], y[i])  # RGB -> BGR
              for i, f in enumerate(frames))
     if jpeg:
-        return upstream.jpeg_round_trip(crops, syncnet.SIZE, syncnet.SIZE, syncnet.FPS)
-    return np.stack(list(crops))
+        return upstream.open_jpeg_round_trip(crops, upstream_syncnet.SIZE, upstream_syncnet.SIZE,
+                                             upstream_syncnet.FPS)
+    return nullcontext(np.stack(list(crops)))
 
 
 def _video_info(video: Path):
-    from lipsync_cli import media
-
     info = media.probe(video)
     if not info.has_video or info.is_image:
         raise InputError(f"{video} is not a video; LSE-D/LSE-C need a video of a talking face")
@@ -124,31 +121,3 @@ def track_span(track, video: Path) -> tuple[int, int, np.ndarray]:
     known = np.asarray(track.boxes, np.float64)[run]
     boxes = np.stack([np.interp(frames, run, known[:, j]) for j in range(4)], axis=1)
     return first, stop, boxes
-
-
-# ---- output --------------------------------------------------------------------------------------
-
-
-def print_lse(console, lse: dict) -> None:
-    """The papers' figures (original SyncNet): whole span, then per second."""
-    from rich.table import Table
-
-    from lipsync_cli.evaluate_report import fmt
-
-    if lse.get("weights") is None:
-        console.print(f"LSE-D / LSE-C (original SyncNet): not measured ({lse.get('skipped')})")
-        return
-    steps = f"face crop {lse['face_crop']}, JPEG round trip {'on' if lse['jpeg'] else 'off'}"
-    console.print(f"SyncNet: {lse['weights']}  (the papers' LSE-D/LSE-C; {steps})")
-    table = Table(title=f"LSE (frames {lse['first_frame']}..{lse['first_frame'] + lse['frames'] - 1} at 25 fps; "
-                        "+ offset = audio early)")
-    for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
-        table.add_column(key, justify="right")
-    table.add_row(*(fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))
-    console.print(table)
-    seconds = Table(title="LSE per second (confidence = LSE-C of the windows starting in that second)")
-    for key in ("second", "LSE-C", "LSE-D", "AV offset frames", "windows"):
-        seconds.add_column(key, justify="right")
-    for row in lse["per_second"]:
-        seconds.add_row(*(fmt(row[k]) for k in ("second", "lse_c", "lse_d", "av_offset_frames", "windows")))
-    console.print(seconds)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.evaluation.report import fmt
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 # figures averaged over videos: the sync numbers, then (when every video has a reference) reconstruction
@@ -83,8 +84,6 @@ def print_many(result: dict) -> None:
     """One row per video, then the mean row and the videos that failed."""
     from rich.console import Console
     from rich.table import Table
-
-    from lipsync_cli.evaluate_report import fmt
 
     console = Console()
     table = Table(title=f"{result['mean']['videos']} videos (mean: each video counts once)")

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from lipsync_cli import metrics
+from lipsync_cli.evaluation import metrics
 from lipsync_cli.errors import InputError
 
 

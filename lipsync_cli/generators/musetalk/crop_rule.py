@@ -12,6 +12,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from lipsync_cli.faces.crop import pixel_box
+
 SIZE = 256  # side of the crop the VAE encodes (32×32 latents)
 NOSE_POINT = 29  # 0-based iBUG index of the lowest nose-bridge point: the box's vertical centre
 EXTRA_MARGIN = 10  # v1.5: pixels added below the chin (extra_margin), then clipped to the frame
@@ -57,8 +59,6 @@ def crop(frame: np.ndarray, box: np.ndarray, size: int = SIZE) -> np.ndarray:
     """(H, W, 3) uint8 (any channel order) → (size, size, 3) uint8: rows y1..y2−1, columns x1..x2−1,
     stretched to a square with Lanczos-4, as upstream (aspect ratio is not kept)."""
     import cv2
-
-    from lipsync_cli.faces.crop import pixel_box
 
     x1, y1, x2, y2 = pixel_box(box, frame.shape)
     return cv2.resize(frame[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LANCZOS4)

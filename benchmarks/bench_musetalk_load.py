@@ -1,5 +1,5 @@
 """Peak RSS while loading MuseTalk's UNet: built then loaded (two copies) vs built on the meta device and loaded
-from a memory-mapped file (one copy, lipsync_cli.musetalk.files.load_unet).
+from a memory-mapped file (one copy, lipsync_cli.generators.musetalk.files.load_unet).
 
     python benchmarks/bench_musetalk_load.py [--arch ../shared/reference/musetalk/musetalk_arch.json]
 

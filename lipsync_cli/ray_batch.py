@@ -25,6 +25,7 @@ from lipsync_cli.batch import (Job, Models, Outcome, batch_config, check_report_
                                say_interrupted, unfinished, write_report)
 from lipsync_cli.config import DubConfig, RayConfig
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.frames import SPOOL_PREFIX, remove_stale_spools
 from lipsync_cli.media.atomic import partial_path
 from lipsync_cli.pipeline import dub
 
@@ -65,7 +66,7 @@ def run_ray_batch(jobs_file: Path, cfg: DubConfig, ray_cfg: RayConfig, shard: tu
                 with connect(ray, ray_cfg.address):
                     plan = plan_workers(ray.available_resources(), ray_cfg, cfg.device, len(todo))
                     scheduler = Scheduler(ray, start_workers(ray, plan, cfg, ray_cfg.retries), todo,
-                                          ray_cfg.retries, progress.say)
+                                          ray_cfg.retries, progress.say, cfg.tmp_dir)
                     progress.start(len(scheduler.workers))
                     try:
                         while scheduler.busy():
@@ -211,8 +212,10 @@ class Scheduler:
     on an actor that is still restarting fail at once, and must not use up the retries of the rows sent to it.
     """
 
-    def __init__(self, ray, workers: list, jobs: list[Job], retries: int, say: Callable[[str], None]):
+    def __init__(self, ray, workers: list, jobs: list[Job], retries: int, say: Callable[[str], None],
+                 tmp_dir: Optional[str] = None):
         self.ray, self.workers, self.retries, self.say = ray, workers, retries, say
+        self.tmp_dir = tmp_dir  # --tmp-dir: where the workers spool looped videos (else beside each output)
         self.idle = deque(workers)
         self.pending = deque((job, 1) for job in jobs)  # (job, attempt number)
         self.running: dict = {}  # ObjectRef of dub() -> (worker, job, attempt)
@@ -287,7 +290,7 @@ class Scheduler:
                      f"(attempt {attempt + 1} of {self.retries + 1})")
             self.pending.appendleft((job, attempt + 1))
             return []
-        partial_path(job.output).unlink(missing_ok=True)  # the last killed attempt's leftover
+        self._remove_leftovers(job)  # the last killed attempt's
         return [Outcome(job, "failed", f"its worker died {attempt} times (killed or out of memory? see the Ray "
                                        "logs)", attempts=attempt)]
 
@@ -299,11 +302,22 @@ class Scheduler:
         if self.running:
             self.ray.wait(list(self.running), num_returns=len(self.running), timeout=STOP_GRACE_S)
         for _, job, attempt in self.running.values():
-            partial_path(job.output).unlink(missing_ok=True)
+            self._remove_leftovers(job, wait=STOP_GRACE_S)
         stopped = [(job, attempt) for _, job, attempt in self.running.values()]
         self.running.clear()
         self._end([Outcome(job, "interrupted", "stopped mid-row", attempts=attempt) for job, attempt in stopped]
                   + [Outcome(job, "interrupted", "not started", attempts=attempt - 1) for job, attempt in self._drain()])
+
+    def _remove_leftovers(self, job: Job, wait: float = 0.0) -> None:
+        """What a killed worker left of `job`: its partial output and its loop spool, whose lock is freed when the
+        process is really gone (ray.kill returns before that): with `wait` (every worker killed), poll that long."""
+        partial_path(job.output).unlink(missing_ok=True)
+        folder = Path(self.tmp_dir) if self.tmp_dir else job.output.parent
+        deadline = time.monotonic() + wait
+        remove_stale_spools(folder)
+        while any(folder.glob(f"{SPOOL_PREFIX}*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            remove_stale_spools(folder)
 
     def _drain(self) -> list[tuple[Job, int]]:
         left = list(self.pending)

@@ -46,11 +46,12 @@ def video_hash(video: Path) -> str:
     return _hashes[memo]
 
 
-def track_key(video: Path, detector_name: str, cfg: FaceConfig) -> str:
+def track_key(video: Path, detector_name: str, cfg: FaceConfig, span: tuple = (0.0, None)) -> str:
+    """span: (--start, --duration) of the dub, which decide the frames the track begins and ends with."""
     options = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_KEY}
     options.pop("detector")  # "auto" is resolved: the backend actually used is detector_name
     text = json.dumps({"format": FORMAT, "video": video_hash(video), "detector": detector_name,
-                       "faces": options}, sort_keys=True)
+                       "faces": options, "span": list(span)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

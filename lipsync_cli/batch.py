@@ -1,7 +1,12 @@
 """Batch dubbing from a CSV job file: models loaded once, failures reported per row, restartable.
 
-Columns: video, audio, output (output may be empty: then `<video stem>_dubbed.mp4`). Relative paths are
-relative to the job file's folder. A row whose output exists is skipped, so re-running a batch resumes it.
+Columns: video, audio, output (output may be empty: then `<video stem>_<audio stem>_dubbed.mp4` beside the video,
+so the rows of one video in several languages never share a name). Relative paths are relative to the job file's
+folder. A row whose output exists is skipped, so re-running a batch resumes it.
+
+The whole file is checked before any model loads (check_jobs): two rows writing one output stop the batch; rows
+whose inputs are missing or unreadable are failed at once while the others run; output folders are created.
+Every row gets a line in the report whatever ends the batch (a failure, Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Optional
 from lipsync_cli.config import DubConfig
 from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
-from lipsync_cli.faces import get_detector
+from lipsync_cli.faces import cache as face_cache, get_detector
 from lipsync_cli.generators.registry import load_for
 from lipsync_cli.media.atomic import atomic_output, check_output_folder
 from lipsync_cli.pipeline import check_commercial, dub
@@ -42,7 +47,7 @@ class Job:
 @dataclass
 class Outcome:
     job: Job
-    status: str  # "done", "skipped" or "failed" ("interrupted" when Ctrl-C stopped the row)
+    status: str  # "done", "skipped", "failed" or "interrupted" (stopped mid-row, or never started: see reason)
     reason: str = ""
     seconds: float = 0.0  # wall-clock seconds of the row's dub (0 when skipped)
     frames: int = 0  # frames written
@@ -51,6 +56,7 @@ class Outcome:
     worker: str = ""  # host:pid of the process that dubbed it
     generator_loads: int = 0  # generator loads that process had made when the row ended (1: loaded once)
     detector_loads: int = 0  # the same for the face detector (0 with --box)
+    detect_seconds: float = 0.0  # seconds spent detecting faces (0 when the video's face track came from the cache)
 
 
 def read_jobs(path: Path) -> list[Job]:
@@ -69,11 +75,64 @@ def read_jobs(path: Path) -> list[Job]:
     for n, row in enumerate(rows, start=1):
         if not (row["video"] or "").strip() or not (row["audio"] or "").strip():  # short rows read as None
             raise InputError(f"job file {path} row {n}: video and audio must both be given")
-        video = base / row["video"].strip()
+        video, audio = base / row["video"].strip(), base / row["audio"].strip()
         output = (row.get("output") or "").strip()
-        jobs.append(Job(n, video, base / row["audio"].strip(),
-                        base / output if output else video.with_name(f"{video.stem}_dubbed.mp4")))
+        jobs.append(Job(n, video, audio, base / output if output else default_output(video, audio)))
+    check_duplicates(jobs, path)
     return jobs
+
+
+def default_output(video: Path, audio: Path) -> Path:
+    """`<video stem>_<audio stem>_dubbed.mp4` beside the video: one video dubbed into several languages gets one
+    name per language, and a row's name depends on that row alone (adding a row never renames another's output)."""
+    return video.with_name(f"{video.stem}_{audio.stem}_dubbed.mp4")
+
+
+def check_duplicates(jobs: list[Job], path: Path) -> None:
+    """Two rows writing one output would overwrite each other (or, in parallel, publish each other's half-written
+    file): refuse the whole file, naming the rows. Checked over the whole file, not a shard, since shards run
+    at the same time on other machines."""
+    by_output: dict[str, list[int]] = {}
+    for job in jobs:
+        by_output.setdefault(os.path.normcase(os.path.abspath(job.output)), []).append(job.row)
+    clashes = [(out, rows) for out, rows in by_output.items() if len(rows) > 1]
+    if clashes:
+        out, rows = clashes[0]
+        more = f" (and {len(clashes) - 1} more output(s) shared by several rows)" if len(clashes) > 1 else ""
+        raise InputError(f"job file {path}: rows {', '.join(map(str, rows))} all write {out}{more}; give each row "
+                         "its own output")
+
+
+def check_jobs(jobs: list[Job]) -> tuple[list[Job], list[Outcome]]:
+    """(rows that can run, failed outcomes of rows whose video or audio is missing or unreadable), found before
+    anything loads; the output folders of the rows that can run are created."""
+    runnable, failed = [], []
+    for job in jobs:
+        problem = next((p for p in (_unreadable(job.video, "video"), _unreadable(job.audio, "audio")) if p), None)
+        if problem:
+            failed.append(Outcome(job, "failed", problem))
+            continue
+        try:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            failed.append(Outcome(job, "failed", f"cannot create output folder {job.output.parent}: {err.strerror}"))
+            continue
+        runnable.append(job)
+    return runnable, failed
+
+
+def _unreadable(path: Path, what: str) -> str:
+    """Why `path` cannot be read ("" when it can): opened and one byte read, as cheap as a check can be."""
+    if not path.exists():
+        return f"{what} {path} does not exist"
+    if not path.is_file():
+        return f"{what} {path} is not a file"
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as err:
+        return f"{what} {path} cannot be read: {err.strerror}"
+    return ""
 
 
 def shard_jobs(jobs: list[Job], shard: tuple[int, int]) -> list[Job]:
@@ -82,30 +141,70 @@ def shard_jobs(jobs: list[Job], shard: tuple[int, int]) -> list[Job]:
     return [job for k, job in enumerate(jobs) if k % n == i]
 
 
-def skip_outcome(job: Job) -> Optional[Outcome]:
-    """The "skipped" outcome of a row whose output exists (outputs are atomic, so an existing one is whole)."""
-    return Outcome(job, "skipped", "output exists") if job.output.exists() else None
+def skip_outcome(job: Job, force: bool = False) -> Optional[Outcome]:
+    """The "skipped" outcome of a row whose output exists (outputs are atomic, so an existing one is whole);
+    None with --force, which dubs every row again."""
+    return Outcome(job, "skipped", "output exists") if job.output.exists() and not force else None
+
+
+def prepare_jobs(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int]) -> tuple[list[Job], list[Outcome]]:
+    """(this shard's rows to dub, outcomes already known: rows failed by check_jobs, rows skipped)."""
+    jobs = shard_jobs(read_jobs(jobs_file), shard)
+    runnable, known = check_jobs(jobs)
+    todo = []
+    for job in runnable:
+        skipped = skip_outcome(job, cfg.force)
+        if skipped:
+            known.append(skipped)
+        else:
+            todo.append(job)
+    return todo, known
+
+
+def batch_config(cfg: DubConfig) -> DubConfig:
+    """The batch's settings: face tracks cached (rows of one video share one detection, and so do re-runs)."""
+    if cfg.face_cache is None and cfg.faces.box is None:
+        cfg = replace(cfg, face_cache=str(face_cache.default_folder()))
+    return cfg
+
+
+def unfinished(jobs: list[Job], outcomes: list[Outcome], reason: str) -> list[Outcome]:
+    """"interrupted" outcomes for the rows of `jobs` that have none yet, so the report lists every row."""
+    ended = {o.job.row for o in outcomes}
+    return [Outcome(job, "interrupted", reason) for job in jobs if job.row not in ended]
 
 
 def run_batch(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int] = (0, 1), report: Optional[Path] = None) -> int:
     """Dub every row of this shard; returns the exit code (1 if any row failed)."""
     check_report_path(report)
-    jobs = shard_jobs(read_jobs(jobs_file), shard)
-    row_cfg = replace(cfg, force=False, quiet=True)
+    cfg = batch_config(cfg)
+    todo, outcomes = prepare_jobs(jobs_file, cfg, shard)
+    for outcome in outcomes if not cfg.quiet else ():  # failed and skipped rows are known before row 1 runs
+        print_row(outcome)
+    row_cfg = replace(cfg, quiet=True)
     models = Models(cfg)
-    if any(not job.output.exists() for job in jobs):
-        # Load once before the first row: a wrong --model or detector (weights missing, bad checkpoint) is one
-        # error and its own exit code, not the same failure repeated on every row of a long batch.
-        check_commercial(cfg)
-        models.generator()
-        models.detector()
-    outcomes = []
+    reason, current = "not started", None
     try:
-        for job in jobs:
-            outcomes.append(skip_outcome(job) or dub_row(job, row_cfg, models, dub))
+        if todo:
+            # Load once before the first row: a wrong --model or detector (weights missing, bad checkpoint) is one
+            # error and its own exit code, not the same failure repeated on every row of a long batch.
+            check_commercial(cfg)
+            models.generator()
+            models.detector()
+        for current in todo:
+            outcomes.append(dub_row(current, row_cfg, models, dub))
             if not cfg.quiet:
                 print_row(outcomes[-1])
-    finally:  # Ctrl-C included: the report then lists the rows that finished
+    except KeyboardInterrupt:  # SIGTERM too (cli.Terminated): the row being dubbed removed its partial output
+        outcomes += unfinished([current] if current else [], outcomes, "stopped mid-row")
+        outcomes += unfinished(todo, outcomes, "not started")
+        say_interrupted(outcomes)
+        raise
+    except BaseException as err:
+        reason = f"not started: the batch stopped ({type(err).__name__}: {err})"
+        raise
+    finally:  # every exit: the report has a line for every row of the shard
+        outcomes += unfinished(todo, outcomes, reason)
         if report is not None:
             write_report(report, outcomes)
     if not cfg.quiet:
@@ -118,7 +217,8 @@ def dub_row(job: Job, cfg: DubConfig, models: "Models", dub, attempt: int = 1) -
     start = time.perf_counter()
     try:
         result = dub(job.video, job.audio, job.output, cfg, generator=models.generator(), detector=models.detector())
-        outcome = Outcome(job, "done", frames=result.frames, frames_edited=result.frames_edited)
+        outcome = Outcome(job, "done", frames=result.frames, frames_edited=result.frames_edited,
+                          detect_seconds=round(result.seconds.get("detect", 0.0), 3))
     except LipsyncError as err:
         outcome = Outcome(job, "failed", str(err))
     except Exception as err:
@@ -162,6 +262,20 @@ def print_row(outcome: Outcome) -> None:
     import sys
 
     print(row_line(outcome), file=sys.stderr)
+
+
+def say_interrupted(outcomes: list[Outcome]) -> None:
+    """The one line after Ctrl-C: which rows are finished, which are not (the same command resumes)."""
+    import sys
+
+    done = sorted(o.job.row for o in outcomes if o.status in ("done", "skipped"))
+    left = sorted(o.job.row for o in outcomes if o.status == "interrupted")
+    print(f"interrupted: rows finished: {_rows(done)}; not finished: {_rows(left)} "
+          "(run the same command again to resume)", file=sys.stderr)
+
+
+def _rows(rows: list[int]) -> str:
+    return ", ".join(map(str, rows)) or "none"
 
 
 def print_outcomes(outcomes: list[Outcome]) -> None:

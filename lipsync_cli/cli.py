@@ -133,7 +133,8 @@ def dub(
     cpus_per_worker: int = typer.Option(RAY.cpus_per_worker, "--cpus-per-worker", min=1, help="With --ray on a cluster without GPUs: cores per worker."),
     start: float = StartOpt,
     duration: Optional[float] = DurationOpt,
-    force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
+    tmp_dir: Optional[Path] = typer.Option(None, "--tmp-dir", help="Where a looped video's frames are spooled (default: a hidden folder beside the output); its free space is checked first."),
+    force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output (with --jobs: dub every row again, done ones too)."),
     commercial: bool = typer.Option(DUB.commercial, "--commercial",
                                     help="Refuse to start unless every model of the run is cleared for commercial use "
                                          "(--detector auto then means mediapipe)."),
@@ -152,8 +153,8 @@ def dub(
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
                     loop=loop, fps=fps, start=start, duration=duration, force=force, quiet=quiet,
-                    commercial=commercial,
-                    musetalk=replace(DUB.musetalk, reference=reference), latentsync=latentsync)
+                    commercial=commercial, musetalk=replace(DUB.musetalk, reference=reference), latentsync=latentsync,
+                    tmp_dir=str(tmp_dir) if tmp_dir is not None else None)
     ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:
         if video is not None or audio is not None:

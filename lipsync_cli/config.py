@@ -71,9 +71,11 @@ class DubConfig:
     fps: float = 25.0  # frame rate of the video made from a still image
     start: float = 0.0  # seconds into VIDEO and AUDIO where the dub starts (both cut there, in sync)
     duration: Optional[float] = None  # seconds of AUDIO dubbed from `start`; None: to its end
-    force: bool = False  # overwrite an existing output file
+    force: bool = False  # overwrite an existing output file (batch: dub every row again, even those already done)
     quiet: bool = False  # no progress bars or summary
     commercial: bool = False  # refuse to start unless every model of the run is cleared for commercial use ("auto" faces: mediapipe)
+    tmp_dir: Optional[str] = None  # where a looped video's frames are spooled; None: a hidden folder beside the output
+    face_cache: Optional[str] = None  # folder of cached face tracks (batch mode); None: detect on every dub
     musetalk: MuseTalkConfig = field(default_factory=MuseTalkConfig)  # settings of the MuseTalk family
     latentsync: LatentSyncConfig = field(default_factory=LatentSyncConfig)  # settings of the LatentSync family
 

@@ -6,8 +6,12 @@ torch is imported inside each function: the CLI and the torch-free modules impor
 from __future__ import annotations
 
 import contextlib
+import logging
+from typing import Callable
 
-from lipsync_cli.errors import UsageError
+from lipsync_cli.errors import InternalError, UsageError
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> str:
@@ -51,10 +55,35 @@ def autocast(device: str, precision: str):
     return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
 
 
+# How an allocation failure reads: CUDA's "out of memory", and the CPU allocator's "DefaultCPUAllocator: can't
+# allocate memory: ... Error code 12 (Cannot allocate memory)" (a plain RuntimeError, measured under RLIMIT_AS).
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_oom(err: BaseException) -> bool:
     import torch
 
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):  # MemoryError: numpy and Python allocations
+        return True
+    text = str(err).lower()
+    return any(message in text for message in OOM_MESSAGES)
+
+
+def finite_or_fp32(run: Callable, device: str, precision: str, what: str):
+    """run(precision) → a tensor. A non-finite result (NaN/Inf: fp16 overflow) is computed again in fp32 for this
+    batch rather than pasted as garbage pixels; still non-finite in fp32 is an error."""
+    import torch
+
+    out = run(precision)
+    if bool(torch.isfinite(out).all()):
+        return out
+    if precision != "fp32":
+        log.warning("%s gave non-finite values in %s: this batch is computed again in fp32", what, precision)
+        out = run("fp32")
+        if bool(torch.isfinite(out).all()):
+            return out
+    raise InternalError(f"{what} gave non-finite values (NaN/Inf) even in fp32: the weights are probably damaged "
+                        "(check them with `lipsync weights verify`)")
 
 
 def empty_cache(device: str) -> None:

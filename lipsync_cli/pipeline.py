@@ -20,7 +20,7 @@ from lipsync_cli import audio as mel_frontend, faces, frames as framing, media, 
 from lipsync_cli.config import DubConfig
 from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, UsageError
-from lipsync_cli.faces import track as tracking
+from lipsync_cli.faces import cache as face_cache, track as tracking
 from lipsync_cli.generators.registry import load_for
 from lipsync_cli.progress import Stages
 
@@ -63,6 +63,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     speech, info, audio_start = cut(media.load_audio(audio), info, cfg)
     check_speech(speech, audio)
     fps, plan = frame_plan(info, speech, cfg)
+    spool_dir = spool_folder(plan, info, out, cfg)
 
     with Stages(cfg.quiet) as stages:
         with stages.time("load"):
@@ -82,7 +83,7 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
             prepare_references(video, info, track, generator, stages)
         with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf, audio_start=audio_start,
                                audio_seconds=len(speech) / mel_rate()) as writer:
-            write_frames(writer, video, info, plan, edit, track, mels, generator, stages, cfg)
+            write_frames(writer, video, info, plan, edit, track, mels, generator, stages, cfg, spool_dir)
         result = summarise(out, video, info, plan, edit, face, cfg, detector, stages)
     return result
 
@@ -131,16 +132,31 @@ def prepare_references(video: Path, info, track, generator, stages) -> None:
             generator.set_references(frame_crops(video, info, track, refs[0], generator.crop), refs[1])
 
 
-def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, stages, cfg: DubConfig) -> None:
+def spool_folder(plan: np.ndarray, info, out: Path, cfg: DubConfig) -> Path:
+    """Where a looped video's frames are spooled (--tmp-dir, else the output's folder), checked for space now,
+    before any work, so a full disk is one clear error rather than a failure mid-dub."""
+    folder = Path(cfg.tmp_dir) if cfg.tmp_dir else out.parent
+    if not folder.is_dir():
+        raise InputError(f"--tmp-dir {folder} is not a folder (create it first)")
+    if not framing.is_monotonic(plan):
+        framing.check_spool_space(folder, int(plan.max()) + 1, (info.height, info.width, 3))
+    return folder
+
+
+def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, stages, cfg: DubConfig,
+                 spool_dir: Path) -> None:
     """Pass 2: decode the planned source frames in chunks, edit the mouths, encode."""
     shape = (info.height, info.width, 3)
     stages.bar("dub", len(plan))
-    with framing.FrameSource(_decode(video, info), int(plan.max()) + 1, shape, framing.is_monotonic(plan)) as source:
+    with framing.FrameSource(_decode(video, info), int(plan.max()) + 1, shape, framing.is_monotonic(plan),
+                             spool_dir) as source:
         for part in framing.chunks(len(plan), chunk_size(cfg.chunk_frames, shape)):
             rows = plan[part]
             with stages.time("decode"):
                 frames = source.take(rows)
-            frames = edit_frames(frames, track, rows, edit[rows], mels[part], generator, stages)
+            with stages.time("audio"):  # the chunk's audio windows, made now (memory flat in length)
+                windows = mels[part]
+            frames = edit_frames(frames, track, rows, edit[rows], windows, generator, stages)
             with stages.time("encode"):
                 for frame in frames:
                     writer.write(frame)
@@ -256,6 +272,18 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
         detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device),
                                                   commercial=cfg.commercial)
     log.debug("faces: detector %s", detector.name)
+    if cfg.face_cache is None:
+        return detect_faces(video, info, n_used, cfg, detector, stages), detector
+    # Cached tracks cover the whole video, so rows of one video with speech of any length share one detection.
+    key = face_cache.track_key(video, detector.name, cfg.faces, span=(cfg.start, cfg.duration))
+    track, _ = face_cache.cached_track(Path(cfg.face_cache), key,
+                                       lambda: detect_faces(video, info, max(n_used, info.n_frames), cfg, detector,
+                                                            stages))
+    return tracking.FaceTrack(track.boxes[:n_used], track.landmarks[:n_used]), detector
+
+
+def detect_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages):
+    """The tracked face of the first n_used source frames (the "detect" stage: absent when a cached track is used)."""
     stages.bar("detect", n_used)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):
@@ -266,7 +294,7 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
     took = max(stages.seconds["detect"] - start, 1e-9)
     log.debug("faces: %d of %d frames have the face; %.1f frames/s detected", int(track.found.sum()), len(track),
               len(track) / took)
-    return track, detector
+    return track
 
 
 def _limit(frames, n: int):

@@ -21,10 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from lipsync_cli.batch import (Job, Models, Outcome, check_report_path, dub_row, print_outcomes, read_jobs, row_line,
-                               shard_jobs, skip_outcome, write_report)
+from lipsync_cli.batch import (Job, Models, Outcome, batch_config, check_report_path, dub_row, prepare_jobs, print_outcomes, row_line,
+                               say_interrupted, unfinished, write_report)
 from lipsync_cli.config import DubConfig, RayConfig
 from lipsync_cli.errors import InputError, LipsyncError, UsageError
+from lipsync_cli.frames import SPOOL_PREFIX, remove_stale_spools
 from lipsync_cli.media.atomic import partial_path
 from lipsync_cli.pipeline import check_commercial, dub
 
@@ -51,40 +52,54 @@ def run_ray_batch(jobs_file: Path, cfg: DubConfig, ray_cfg: RayConfig, shard: tu
     """Dub every row of this shard on the cluster's workers; returns the exit code (1 if any row failed)."""
     ray = import_ray()
     check_report_path(report)
+    cfg = batch_config(cfg)  # the driver's cache folder: the workers of this node share it
+    todo, outcomes = prepare_jobs(jobs_file, cfg, shard)
     # Workers may run in another folder (or on another node with the same shared mount): paths go out absolute.
-    jobs = [_absolute(job) for job in shard_jobs(read_jobs(jobs_file), shard)]
-    skipped = {job.row: skip_outcome(job) for job in jobs}
-    outcomes = [o for o in skipped.values() if o is not None]
-    todo = [job for job in jobs if skipped[job.row] is None]
+    todo = [_absolute(job) for job in todo]
     interrupt: Optional[KeyboardInterrupt] = None
-    with BatchProgress(cfg.quiet, len(todo)) as progress:
-        for outcome in outcomes:
-            progress.say(row_line(outcome))
-        if todo:
-            check_commercial(cfg)  # before any worker starts: the same models would be refused on every row
-            with connect(ray, ray_cfg.address):
-                plan = plan_workers(ray.available_resources(), ray_cfg, cfg.device, len(todo))
-                scheduler = Scheduler(ray, start_workers(ray, plan, cfg, ray_cfg.retries), todo, ray_cfg.retries,
-                                      progress.say)
-                progress.start(len(scheduler.workers))
-                try:
-                    while scheduler.busy():
-                        for outcome in scheduler.step(POLL_S):
-                            progress.finished(outcome)
-                        progress.show(len(scheduler.running))
-                except KeyboardInterrupt as stop:  # SIGTERM arrives as its subclass (cli.Terminated)
-                    interrupt = stop
-                    scheduler.stop()
-                outcomes += scheduler.outcomes
+    scheduler = None
+    try:
+        with BatchProgress(cfg.quiet, len(todo)) as progress:
+            for outcome in outcomes:
+                progress.say(row_line(outcome))
+            if todo:
+                check_commercial(cfg)  # before any worker starts: the same models would be refused on every row
+                with connect(ray, ray_cfg.address):
+                    plan = plan_workers(ray.available_resources(), ray_cfg, cfg.device, len(todo))
+                    scheduler = Scheduler(ray, start_workers(ray, plan, cfg, ray_cfg.retries), todo,
+                                          ray_cfg.retries, progress.say, cfg.tmp_dir)
+                    progress.start(len(scheduler.workers))
+                    try:
+                        while scheduler.busy():
+                            for outcome in scheduler.step(POLL_S):
+                                progress.finished(outcome)
+                            progress.show(len(scheduler.running))
+                    except KeyboardInterrupt as stop:  # SIGTERM arrives as its subclass (cli.Terminated)
+                        interrupt = stop
+                        scheduler.stop()
+    except KeyboardInterrupt:  # before the workers ran (Ctrl-C while they load): no row started
+        _complete(outcomes, scheduler, todo, "not started", report)
+        say_interrupted(outcomes)
+        raise
+    except BaseException as err:  # a loading or cluster error: its own message, and still a report of every row
+        _complete(outcomes, scheduler, todo, f"not started: the batch stopped ({type(err).__name__}: {err})", report)
+        raise
+    _complete(outcomes, scheduler, todo, "not started", report)
     if not cfg.quiet:
         print_outcomes(outcomes)
         print_workers(outcomes)
-    if report is not None:
-        write_report(report, outcomes)
     if interrupt is not None:
-        _say_interrupted(outcomes)
+        say_interrupted(outcomes)
         raise interrupt
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _complete(outcomes: list[Outcome], scheduler, todo: list[Job], reason: str, report: Optional[Path]) -> None:
+    """Every exit: the rows the workers ended, an "interrupted" line for each other row, then the report."""
+    outcomes += scheduler.outcomes if scheduler is not None else []
+    outcomes += unfinished(todo, outcomes, reason)
+    if report is not None:
+        write_report(report, outcomes)
 
 
 def _absolute(job: Job) -> Job:
@@ -164,7 +179,7 @@ class DubWorker:
 
     def __init__(self, cfg: DubConfig):
         self.models = Models(cfg)
-        self.cfg = replace(cfg, force=False, quiet=True)
+        self.cfg = replace(cfg, quiet=True)
 
     def load(self):
         """Load both models now and return this worker's name; a LipsyncError (wrong --model, weights missing) is
@@ -198,8 +213,10 @@ class Scheduler:
     on an actor that is still restarting fail at once, and must not use up the retries of the rows sent to it.
     """
 
-    def __init__(self, ray, workers: list, jobs: list[Job], retries: int, say: Callable[[str], None]):
+    def __init__(self, ray, workers: list, jobs: list[Job], retries: int, say: Callable[[str], None],
+                 tmp_dir: Optional[str] = None):
         self.ray, self.workers, self.retries, self.say = ray, workers, retries, say
+        self.tmp_dir = tmp_dir  # --tmp-dir: where the workers spool looped videos (else beside each output)
         self.idle = deque(workers)
         self.pending = deque((job, 1) for job in jobs)  # (job, attempt number)
         self.running: dict = {}  # ObjectRef of dub() -> (worker, job, attempt)
@@ -274,7 +291,7 @@ class Scheduler:
                      f"(attempt {attempt + 1} of {self.retries + 1})")
             self.pending.appendleft((job, attempt + 1))
             return []
-        partial_path(job.output).unlink(missing_ok=True)  # the last killed attempt's leftover
+        self._remove_leftovers(job)  # the last killed attempt's
         return [Outcome(job, "failed", f"its worker died {attempt} times (killed or out of memory? see the Ray "
                                        "logs)", attempts=attempt)]
 
@@ -286,11 +303,22 @@ class Scheduler:
         if self.running:
             self.ray.wait(list(self.running), num_returns=len(self.running), timeout=STOP_GRACE_S)
         for _, job, attempt in self.running.values():
-            partial_path(job.output).unlink(missing_ok=True)
+            self._remove_leftovers(job, wait=STOP_GRACE_S)
         stopped = [(job, attempt) for _, job, attempt in self.running.values()]
         self.running.clear()
         self._end([Outcome(job, "interrupted", "stopped mid-row", attempts=attempt) for job, attempt in stopped]
                   + [Outcome(job, "interrupted", "not started", attempts=attempt - 1) for job, attempt in self._drain()])
+
+    def _remove_leftovers(self, job: Job, wait: float = 0.0) -> None:
+        """What a killed worker left of `job`: its partial output and its loop spool, whose lock is freed when the
+        process is really gone (ray.kill returns before that): with `wait` (every worker killed), poll that long."""
+        partial_path(job.output).unlink(missing_ok=True)
+        folder = Path(self.tmp_dir) if self.tmp_dir else job.output.parent
+        deadline = time.monotonic() + wait
+        remove_stale_spools(folder)
+        while any(folder.glob(f"{SPOOL_PREFIX}*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            remove_stale_spools(folder)
 
     def _drain(self) -> list[tuple[Job, int]]:
         left = list(self.pending)
@@ -371,16 +399,3 @@ def print_workers(outcomes: list[Outcome]) -> None:
         table.add_row(name, str(len(mine)), str(frames), f"{seconds:.1f}", f"{frames / max(seconds, 1e-6):.1f}",
                       str(max(o.generator_loads for o in mine)), str(max(o.detector_loads for o in mine)))
     Console(stderr=True).print(table)
-
-
-def _say_interrupted(outcomes: list[Outcome]) -> None:
-    import sys
-
-    done = sorted(o.job.row for o in outcomes if o.status in ("done", "skipped"))
-    left = sorted(o.job.row for o in outcomes if o.status == "interrupted")
-    print(f"interrupted: rows finished: {_rows(done)}; not finished: {_rows(left)} "
-          "(run the same command again to resume)", file=sys.stderr)
-
-
-def _rows(rows: list[int]) -> str:
-    return ", ".join(map(str, rows)) or "none"

@@ -55,3 +55,17 @@ def mel_windows(mel: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     # (N, 16) column indices gathered at once: no Python loop over frames
     cols = starts[:, None] + np.arange(MEL_WINDOW)[None, :]
     return np.ascontiguousarray(mel[:, cols].transpose(1, 0, 2))
+
+
+class FrameWindows:
+    """Every frame's audio input, made a chunk of frames at a time: `windows[part]` (a slice of frames) is
+    make(timestamps[part]). Holding all of them at once grew with the video (Wav2Lip: 5 KB a frame)."""
+
+    def __init__(self, make, timestamps: np.ndarray):
+        self.make, self.timestamps = make, np.asarray(timestamps)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        return self.make(self.timestamps[part])

@@ -433,3 +433,22 @@ def test_atomic_output(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         with media.atomic_output(tmp_path / "missing" / "x.pt"):
             pass
+
+
+def test_upstream_ffmpeg_steps_fail_clearly_when_ffmpeg_fails_after_writing_part(face_clip, speech_wav, monkeypatch):
+    """LSE's ffmpeg steps: the real command runs and writes its output, but exits non-zero (as on a full disk after
+    some frames); what it wrote must not be scored as the whole input."""
+    from lipsync_cli.errors import InputError
+    from lipsync_cli.media import tools, upstream
+
+    assert len(upstream.jpeg_frames(face_clip)) == 75 and len(upstream.audio_int16(speech_wav)) > 16000
+
+    def fails_at_the_end(cmd):
+        res = tools.run(cmd)
+        return subprocess.CompletedProcess(cmd, 1, res.stdout, res.stderr + b"No space left on device\n")
+
+    monkeypatch.setattr(upstream, "run", fails_at_the_end)
+    with pytest.raises(InputError, match="could not decode the frames of .*No space left on device"):
+        upstream.jpeg_frames(face_clip)
+    with pytest.raises(InputError, match="could not decode the audio in .*No space left on device"):
+        upstream.audio_int16(speech_wav)

@@ -125,7 +125,26 @@ def test_audio_features_hidden_states_and_chunks(gen, vec):
     assert chunks.shape == (25, 50, 384)
     assert np.abs(chunks - vec["whisper_chunks"]).max() <= 1e-4
     # the whole path through the generator's own hook, from the signal
-    assert np.abs(gen.audio_windows(signal, times) - vec["whisper_chunks"]).max() <= 1e-4
+    assert np.abs(gen.audio_windows(signal, times)[:] - vec["whisper_chunks"]).max() <= 1e-4
+
+
+def test_contexts_made_per_chunk_equal_all_at_once_across_segments(gen):
+    """65 s of audio (three 30 s segments): contexts asked for a chunk at a time, in the pipeline's order, equal
+    the contexts of every frame computed at once, also for chunks whose windows straddle a segment boundary;
+    at most two segments' hidden states are held at a time."""
+    from lipsync_cli.frames import chunks
+
+    nets = gen.nets
+    rng = np.random.default_rng(0)
+    signal = (0.1 * rng.standard_normal(65 * 16000)).astype(np.float32)
+    times = np.arange(int(65 * 25)) / 25
+    whole = mt_audio.frame_chunks(mt_audio.hidden_states(mt_audio.input_features(signal, nets.extractor),
+                                                         nets.encoder, len(signal)), times)
+    lazy = gen.audio_windows(signal, times)
+    held = []
+    parts = [lazy[part] for part in chunks(len(times), 64) if not held.append(len(lazy._segments))]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)
+    assert max(held) <= 2 and len(lazy._segments) == 1  # the last chunk needs the last segment only
 
 
 def upstream_chunk_starts(n_frames: int, fps: float) -> np.ndarray:

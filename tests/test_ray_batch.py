@@ -75,6 +75,16 @@ def env(address: str, **extra) -> dict:
     return dict(os.environ, RAY_ADDRESS=address, RAY_DISABLE_USAGE_STATS="1", **extra)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def face_track_cache(tmp_path_factory):
+    """Face tracks are cached in this module's own folder (the driver picks it for its workers), never in the
+    user's cache; the drivers started with env() inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("face_tracks")
+        patch.setenv("LIPSYNC_CACHE_DIR", str(folder))
+        yield folder
+
+
 def report_rows(path: Path) -> dict[int, dict]:
     return {r["row"]: r for r in json.loads(path.read_text())}
 
@@ -135,6 +145,37 @@ def test_ray_batch_matches_single_process_loads_models_once_and_resumes(ray_addr
     assert {p.name: p.stat().st_mtime_ns for p in (media / "out" / "ray").iterdir()} == mtimes
 
 
+def test_three_languages_of_one_video_on_two_workers_share_one_detection(ray_address, media, wav2lip_ckpt):
+    """Blank outputs: one distinct file per language, each with its own speech; the two workers start two rows of
+    the same video at once, and still only one of them detects (the other waits for its track)."""
+    from lipsync_cli import media as av_media
+
+    root = media / "langs"
+    root.mkdir()
+    shutil.copy(media / "in" / "face.mp4", root / "face.mp4")
+    speech = {"en": "Hello there, my friend.", "fr": "Bonjour mon ami, comment vas tu?", "de": "Guten Tag."}
+    for lang, text in speech.items():
+        make_speech(root / f"{lang}.wav", text)
+    jobs = root / "jobs.csv"
+    jobs.write_text("video,audio,output\n" + "".join(f"face.mp4,{lang}.wav,\n" for lang in speech))
+    report = root / "report.json"
+    cache = root / "cache"  # its own: the module's other tests have cached this video's track already
+    proc = subprocess.run(cli(jobs, wav2lip_ckpt, *ray_args(report)), capture_output=True, text=True,
+                          env=env(ray_address, LIPSYNC_CACHE_DIR=str(cache)), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    got = report_rows(report)
+    assert [got[n]["status"] for n in (1, 2, 3)] == ["done"] * 3, got
+    assert len({r["worker"] for r in got.values()}) == 2, got  # both workers dubbed
+    assert sorted(r["detect_seconds"] > 0 for r in got.values()) == [False, False, True], got  # one detection
+    assert len(list(cache.glob("face-tracks/*.npz"))) == 1
+    for n, lang in enumerate(speech, 1):
+        out = root / f"face_{lang}_dubbed.mp4"
+        assert got[n]["output"] == str(out)
+        own, dubbed = (av_media.load_audio(p) for p in (root / f"{lang}.wav", out))
+        assert abs(len(dubbed) - len(own)) < 0.1 * 16000, lang
+    assert len({got[n]["frames"] for n in (1, 2, 3)}) == 3 and partials(root) == []
+
+
 def ffmpeg_writing(partial: Path):
     """The pid of the ffmpeg writing `partial` (its command line names it), or None."""
     for proc in Path("/proc").iterdir():
@@ -189,6 +230,7 @@ def test_sigint_stops_the_batch_cleanly_and_a_rerun_resumes(ray_address, media, 
     assert "Traceback" not in err
     assert "interrupted: rows finished: 1" in err and err.strip().splitlines()[-1].startswith("error: interrupted")
     got = report_rows(report)
+    assert sorted(got) == [1, 2, 3], got  # every row, the interrupted ones too
     assert got[1]["status"] == "done" and "interrupted" in {r["status"] for r in got.values()}, got
     finished = {n for n, r in got.items() if r["status"] == "done"}
     assert sorted(p.name for p in out.iterdir()) == sorted(f"o{n}.mp4" for n in finished)

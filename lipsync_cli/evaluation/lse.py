@@ -15,8 +15,9 @@ those intermediate lossy steps are not reproduced, the JPEG step of evaluate() i
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
+from typing import ContextManager, Optional
 
 import numpy as np
 
@@ -43,8 +44,10 @@ def measure(video: Path, audio: Optional[Path], model, track=None, jpeg: bool = 
         first, stop, boxes = track_span(track, video)
         frames = face_crops(video, first, stop, boxes, jpeg)
         pcm = pcm[first * upstream_syncnet.SAMPLES_PER_FRAME:]
-    result = upstream_syncnet.score(frames, pcm, model, batch_size)
-    return report(result, first, len(frames), jpeg, track is None)
+    with frames as crops:  # with jpeg, read from their JPEG files a batch at a time as they are scored
+        result = upstream_syncnet.score(crops, pcm, model, batch_size)
+        n_frames = len(crops)
+    return report(result, first, n_frames, jpeg, track is None)
 
 
 def report(result: dict, first: int, n_frames: int, jpeg: bool, whole: bool) -> dict:
@@ -62,22 +65,24 @@ def report(result: dict, first: int, n_frames: int, jpeg: bool, whole: bool) -> 
 # ---- frames --------------------------------------------------------------------------------------
 
 
-def whole_frames(video: Path, jpeg: bool) -> np.ndarray:
-    """(N, 224, 224, 3) uint8 BGR at 25 fps: the whole picture of a video that is already a face crop."""
+def whole_frames(video: Path, jpeg: bool) -> ContextManager:
+    """A context giving (N, 224, 224, 3) uint8 BGR at 25 fps: the whole picture of a video that is already a face
+    crop (with jpeg, upstream.JpegFrames: read when sliced, its files removed when the context ends)."""
     info = _video_info(video)
     resample = None if (info.fps == upstream_syncnet.FPS and not info.is_vfr) else upstream_syncnet.FPS
     if jpeg:
-        return upstream.jpeg_frames(video, fps=resample, size=upstream_syncnet.SIZE)
+        return upstream.open_jpeg_frames(video, fps=resample, size=upstream_syncnet.SIZE)
     import cv2
 
     size = (upstream_syncnet.SIZE, upstream_syncnet.SIZE)
-    return np.stack([cv2.resize(np.ascontiguousarray(f[..., ::-1]), size)  # RGB -> BGR
-                     for f in media.iter_frames(video, info, fps=upstream_syncnet.FPS)])
+    return nullcontext(np.stack([cv2.resize(np.ascontiguousarray(f[..., ::-1]), size)  # RGB -> BGR
+                                 for f in media.iter_frames(video, info, fps=upstream_syncnet.FPS)]))
 
 
-def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool) -> np.ndarray:
-    """(stop - first, 224, 224, 3) uint8 BGR: upstream's crop of frames first..stop-1 (25 fps) around
-    `boxes` (stop - first, 4), streamed through the JPEG round trip when jpeg."""
+def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool) -> ContextManager:
+    """A context giving (stop - first, 224, 224, 3) uint8 BGR: upstream's crop of frames first..stop-1 (25 fps)
+    around `boxes` (stop - first, 4), streamed through the JPEG round trip when jpeg (then read back from the
+    JPEG files a batch at a time, never all held at once)."""
     from itertools import islice
 
     s, x, y = lse_crop.smoothed_boxes(boxes)
@@ -85,8 +90,9 @@ def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool
     crops = (lse_crop.crop_face(np.ascontiguousarray(f[..., ::-1]), s[i], x[i], y[i])  # RGB -> BGR
              for i, f in enumerate(frames))
     if jpeg:
-        return upstream.jpeg_round_trip(crops, upstream_syncnet.SIZE, upstream_syncnet.SIZE, upstream_syncnet.FPS)
-    return np.stack(list(crops))
+        return upstream.open_jpeg_round_trip(crops, upstream_syncnet.SIZE, upstream_syncnet.SIZE,
+                                             upstream_syncnet.FPS)
+    return nullcontext(np.stack(list(crops)))
 
 
 def _video_info(video: Path):

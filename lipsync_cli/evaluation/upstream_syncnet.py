@@ -131,7 +131,10 @@ def embed(frames: np.ndarray, audio: np.ndarray, model, batch_size: int = BATCH)
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
-    frames = np.asarray(frames)
+    """An array, or a sequence with .shape/.dtype that reads frames when sliced (media.upstream.JpegFrames:
+    left as it is, so only a batch of frames is ever in memory)."""
+    if not hasattr(frames, "shape"):
+        frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[1:] != (SIZE, SIZE, 3) or frames.dtype != np.uint8:
         raise InputError(f"SyncNet takes (N, {SIZE}, {SIZE}, 3) uint8 BGR face crops, got {frames.shape} {frames.dtype}")
     return frames

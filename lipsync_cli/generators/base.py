@@ -51,9 +51,11 @@ class Generator:
 
     # ------------------------------------------------------------ per-clip hooks (the pipeline calls these)
 
-    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """(n,) float32 16 kHz speech → (N, 80, 16) float32 mel windows, each at its frame's own timestamp."""
-        return timing.mel_windows(audio.log_mel(speech), timestamps)
+    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray):
+        """(n,) float32 16 kHz speech → the (N, 80, 16) float32 mel windows, each at its frame's own timestamp,
+        made a chunk at a time (`windows[part]`), so memory does not grow with the video."""
+        mel = audio.log_mel(speech)  # (80, 80 a second) float32: 1.5 MB per minute of speech
+        return timing.FrameWindows(lambda times: timing.mel_windows(mel, times), timestamps)
 
     def face_track(self, track, frame_shape: tuple):
         """The boxes this family crops at: the tracked (padded, smoothed) boxes as they are."""
@@ -96,7 +98,7 @@ class Generator:
             try:
                 part = {} if sources is None else {"sources": sources[start:end]}
                 rgb, mask = self._run(mels[start:end], crops[start:end], **part)
-            except RuntimeError as err:
+            except (RuntimeError, MemoryError) as err:  # CUDA and CPU allocation failures
                 if not is_oom(err) or self.batch_size == 1:
                     raise
                 self.batch_size = max(1, self.batch_size // 2)

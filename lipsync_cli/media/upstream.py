@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -33,16 +34,18 @@ def audio_int16(path) -> np.ndarray:
     source = ffmpeg.input(media_arg(path))["a:0"]
     res = run(command(source.output("pipe:1", vn=None, af="aresample=async=1", ac=1, ar=SAMPLE_RATE,
                                     acodec="pcm_s16le", format="s16le")))
-    if res.returncode != 0 and not res.stdout:
+    if res.returncode != 0:  # even with some samples out: a score of part of the audio would pass for the whole
         raise InputError(f"could not decode the audio in {path} ({stderr_tail(res.stderr)})")
     return np.frombuffer(res.stdout[: len(res.stdout) // 2 * 2], dtype="<i2").astype(np.int16)
 
 
-def jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) -> np.ndarray:
-    """(N, H, W, 3) uint8 BGR: every frame of `video` written by `ffmpeg -i VIDEO -threads 1 -f image2
-    %06d.jpg` (default JPEG quality) and read back with cv2, exactly as upstream's evaluate() reads its
-    input. fps: resample to this constant rate first (upstream's input is already 25 fps). size: resize
-    each frame to (size, size) with cv2's bilinear default, as Wav2Lip's and LatentSync's copies do."""
+@contextmanager
+def open_jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) -> Iterator["JpegFrames"]:
+    """Every frame of `video` written by `ffmpeg -i VIDEO -threads 1 -f image2 %06d.jpg` (default JPEG quality)
+    and read back with cv2, exactly as upstream's evaluate() reads its input, as JpegFrames over a temp folder
+    that lives as long as the block (the frames are read when asked for, not all at once). fps: resample to
+    this constant rate first (upstream's input is already 25 fps). size: resize each frame to (size, size)
+    with cv2's bilinear default, as Wav2Lip's and LatentSync's copies do."""
     import ffmpeg
 
     options = {"vf": f"fps={fps}"} if fps else {}
@@ -50,14 +53,23 @@ def jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) ->
         jpegs = ffmpeg.input(media_arg(video)).output(str(Path(folder) / "%06d.jpg"), threads=1, format="image2",
                                                       **options)
         res = run(command(jpegs.overwrite_output()))
-        frames = _read_jpegs(Path(folder), size)
-    if not len(frames):
-        raise InputError(f"could not decode any video frame of {video} ({stderr_tail(res.stderr) or 'no frames'})")
-    return frames
+        if res.returncode != 0:  # the frames written before it failed (a full disk, say) are not the video
+            raise InputError(f"could not decode the frames of {video} ({stderr_tail(res.stderr)})")
+        frames = JpegFrames(Path(folder), size)
+        if not len(frames):
+            raise InputError(f"could not decode any video frame of {video} ({stderr_tail(res.stderr) or 'no frames'})")
+        yield frames
 
 
-def jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: int) -> np.ndarray:
-    """The same JPEG step for frames we made (face crops): (H, W, 3) uint8 BGR in, (N, H, W, 3) uint8 BGR
+def jpeg_frames(video, fps: Optional[int] = None, size: Optional[int] = None) -> np.ndarray:
+    """open_jpeg_frames' frames as one (N, H, W, 3) uint8 BGR array (for short clips)."""
+    with open_jpeg_frames(video, fps, size) as frames:
+        return frames[:]
+
+
+@contextmanager
+def open_jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: int) -> Iterator["JpegFrames"]:
+    """The same JPEG step for frames we made (face crops): (H, W, 3) uint8 BGR in (streamed to ffmpeg), JpegFrames
     out, through ffmpeg's default mjpeg encoder at `fps` (its rate control depends on the frame rate)."""
     import ffmpeg
 
@@ -74,16 +86,40 @@ def jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: 
         if proc.wait() != 0:
             errors.seek(0)
             raise InternalError(f"ffmpeg failed writing JPEG frames ({stderr_tail(errors.read())})")
-        return _read_jpegs(Path(folder))
+        yield JpegFrames(Path(folder))
 
 
-def _read_jpegs(folder: Path, size: Optional[int] = None) -> np.ndarray:
-    import cv2
+def jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: int) -> np.ndarray:
+    """open_jpeg_round_trip's frames as one (N, H, W, 3) uint8 BGR array (for short clips)."""
+    with open_jpeg_round_trip(frames, width, height, fps) as out:
+        return out[:]
 
-    files = sorted(folder.glob("*.jpg"))  # %06d names: name order is frame order
-    if not files:
-        return np.zeros((0, 0, 0, 3), np.uint8)
-    frames = (cv2.imread(str(f), cv2.IMREAD_COLOR) for f in files)  # cv2: BGR
-    if size:  # cv2.resize returns an identical copy when the frame already has that size
-        frames = (cv2.resize(f, (size, size)) for f in frames)
-    return np.stack(list(frames))
+
+class JpegFrames:
+    """A folder of %06d.jpg frames as a read-only (N, H, W, 3) uint8 BGR sequence: `frames[a:b]` reads those
+    files only, so a scorer holds one batch of frames, not the video (a 224² crop is 150 KB a frame)."""
+
+    def __init__(self, folder: Path, size: Optional[int] = None):
+        self.files = sorted(folder.glob("*.jpg"))  # %06d names: name order is frame order
+        self.size = size
+        first = self._read(self.files[0]) if self.files else np.zeros((0, 0, 3), np.uint8)
+        self.shape, self.dtype, self.ndim = (len(self.files), *first.shape), np.dtype(np.uint8), 4
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        files = self.files[part]
+        if not files:
+            return np.zeros((0, *self.shape[1:]), np.uint8)
+        return np.stack([self._read(f) for f in files])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def _read(self, path: Path) -> np.ndarray:
+        import cv2
+
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)  # cv2: BGR
+        # cv2.resize returns an identical copy when the frame already has that size
+        return cv2.resize(frame, (self.size, self.size)) if self.size else frame

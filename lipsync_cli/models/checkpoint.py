@@ -11,6 +11,7 @@ Everything is read with torch.load(weights_only=True): a checkpoint is data, nev
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from lipsync_cli.errors import InputError
@@ -38,16 +39,17 @@ PUBLIC_COLOUR_PARAMS = {
 }
 
 
-def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
+def read_checkpoint(path: str | Path, device: str = "cpu", mmap: bool = False) -> dict:
     """Load a checkpoint file as data only. Returns the raw object (a dict); InputError when the
-    file is missing, unreadable, truncated, or carries code that weights_only refuses to run."""
+    file is missing, unreadable, truncated, or carries code that weights_only refuses to run.
+    mmap: tensors backed by the file (torch's zip format; the legacy format is read into memory)."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path} (pass an existing .pth/.pt file or a weights name)")
     try:
-        obj = torch.load(path, map_location=device, weights_only=True)
+        obj = torch.load(path, map_location=device, weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways (IndexError, KeyError...)
         if "weights only" in str(e).lower():
             raise InputError(f"{path.name} contains Python objects other than weights (code could run), "

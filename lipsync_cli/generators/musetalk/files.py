@@ -115,8 +115,7 @@ def load(files: MuseTalkFiles, device: str = "cpu") -> MuseTalkNetworks:
     except ImportError as err:
         raise WeightsError(f"--model {NAME} needs diffusers and transformers ({err.name} is not installed): "
                            f"{INSTALL_HINT}") from None
-    unet = UNet2DConditionModel.from_config(_json(files.unet_config))
-    load_strict(unet, _unet_state(files.unet), files.unet, "MuseTalk UNet")
+    unet = load_unet(files, UNet2DConditionModel)
     vae_config = _json(files.vae_config)
     vae = AutoencoderKL.from_config(vae_config)
     load_strict(vae, rename_old_vae_attention(read_state(files.vae_weights)), files.vae_weights, "VAE")
@@ -129,6 +128,22 @@ def load(files: MuseTalkFiles, device: str = "cpu") -> MuseTalkNetworks:
     return MuseTalkNetworks(*nets, extractor=extractor, scaling_factor=float(vae.config.scaling_factor))
 
 
+def load_unet(files: MuseTalkFiles, unet_class):
+    """The 3.4 GB UNet with one copy of its weights in memory: built on the meta device (no random
+    initialisation to allocate and then overwrite), its file memory-mapped, the mapped tensors assigned as its
+    parameters. Building then loading, as before, peaked at two copies (~7 GB) per worker."""
+    import torch
+
+    with torch.device("meta"):
+        unet = unet_class.from_config(_json(files.unet_config))
+    load_strict(unet, _unet_state(files.unet, mmap=True), files.unet, "MuseTalk UNet", assign=True)
+    left = [name for name, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if left:  # a tensor the file does not hold and the module does not initialise without a device
+        raise InputError(f"{files.unet.name} leaves {len(left)} UNet tensors unset (e.g. {left[0]}): pass the "
+                         "published MuseTalk 1.5 files")
+    return unet
+
+
 def _json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
@@ -136,21 +151,22 @@ def _json(path: Path) -> dict:
         raise InputError(f"{path} is not a readable JSON config ({err}): copy it again") from None
 
 
-def read_state(path: Path) -> dict:
-    """A state dict from a .safetensors file or a torch file (read as data only, weights_only)."""
+def read_state(path: Path, mmap: bool = False) -> dict:
+    """A state dict from a .safetensors file or a torch file (read as data only, weights_only); mmap: the
+    tensors stay backed by the file (no copy in memory until a page is read)."""
     if Path(path).suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return load_file(str(path))  # safetensors memory-maps by itself
         except Exception as err:  # noqa: BLE001 - a damaged header fails in several ways
             raise InputError(f"{Path(path).name} is not a readable safetensors file ({err}): copy it again") from None
 
-    return read_checkpoint(path)
+    return read_checkpoint(path, mmap=mmap)
 
 
-def _unet_state(path: Path) -> dict:
-    state = read_state(path)
+def _unet_state(path: Path, mmap: bool = False) -> dict:
+    state = read_state(path, mmap=mmap)
 
     inner = state.get("state_dict", state)
     if "arch" in state or (isinstance(inner, dict) and _public_arch(_strip_prefixes(inner))):
@@ -180,10 +196,11 @@ def whisper_encoder_state(state: dict) -> dict:
     return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
 
 
-def load_strict(module, state: dict, path: Path, what: str) -> None:
-    """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump."""
+def load_strict(module, state: dict, path: Path, what: str, assign: bool = False) -> None:
+    """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump; assign: the
+    state's tensors become the module's (a module built on the meta device has none to copy into)."""
     problem = state_mismatch(module.state_dict(), state)
     if problem:
         raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({problem}): pass the "
                          "published MuseTalk 1.5 files")
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)

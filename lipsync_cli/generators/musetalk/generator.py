@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from lipsync_cli.config import MuseTalkConfig
-from lipsync_cli.device import autocast, pick_precision
+from lipsync_cli.device import autocast, finite_or_fp32, pick_precision
 from lipsync_cli.faces.track import FaceTrack
 from lipsync_cli.generators.base import Generator
 from lipsync_cli.generators.musetalk import crop_rule, files, whisper_audio
@@ -52,11 +52,10 @@ class MuseTalkGenerator(Generator):
 
     # ------------------------------------------------------------ per-clip preparation (pipeline hooks)
 
-    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """(n,) float32 16 kHz → (N, 50, 384) float32 whisper contexts, one per frame at its timestamp."""
-        feats = whisper_audio.input_features(speech, self.nets.extractor)
-        hidden = whisper_audio.hidden_states(feats, self.nets.encoder, len(speech))
-        return whisper_audio.frame_chunks(hidden, timestamps)
+    def audio_windows(self, speech: np.ndarray, timestamps: np.ndarray) -> whisper_audio.FrameContexts:
+        """(n,) float32 16 kHz → the (N, 50, 384) float32 whisper contexts, one per frame at its timestamp, made
+        when a chunk of frames asks for them (`windows[part]`), so memory does not grow with the video."""
+        return whisper_audio.FrameContexts(speech, timestamps, self.nets.extractor, self.nets.encoder)
 
     def face_track(self, track, frame_shape):
         """The tracked face with MuseTalk's v1.5 landmark boxes (tracked box where the rule fails)."""
@@ -90,9 +89,14 @@ class MuseTalkGenerator(Generator):
         indices → ((B, 256, 256, 3) uint8 RGB, None)."""
         import torch
 
+        def forward(precision: str):
+            with torch.inference_mode(), autocast(self.device, precision):
+                latents = self.latents(crops, sources)
+                return self.unet(latents, torch.from_numpy(np.ascontiguousarray(contexts)).to(self.device))
+
+        # fp16 overflow in the VAE encoder or the UNet: this batch again in fp32, never NaN latents decoded as pixels
+        out = finite_or_fp32(forward, self.device, self.precision, "the MuseTalk UNet")
         with torch.inference_mode(), autocast(self.device, self.precision):
-            latents = self.latents(crops, sources)
-            out = self.unet(latents, torch.from_numpy(np.ascontiguousarray(contexts)).to(self.device))
             return self.decode(out), None
 
     def latents(self, crops: np.ndarray, sources: Optional[np.ndarray] = None):

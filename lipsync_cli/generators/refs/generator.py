@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lipsync_cli.device import autocast, pick_precision
+from lipsync_cli.device import autocast, finite_or_fp32, pick_precision
 from lipsync_cli.generators.base import Generator, to_tensor, to_uint8
 from lipsync_cli.generators.refs.kmeans_references import select_references
 from lipsync_cli.generators.refs.network import gaussian_blur
@@ -40,8 +40,15 @@ class ReferenceAttentionGenerator(Generator):
         (B, 96, 96) float32 mask in [0, 1] or None without a mask head)."""
         faces = to_tensor(crops, self.device)  # (B, 3, S, S) float32 in [0, 1], RGB
         mel = torch.from_numpy(np.ascontiguousarray(mels)).to(self.device).unsqueeze(1)  # (B, 1, 80, 16)
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            rgb, mask = self.model(mel, masked_target(faces), ref_cache=self.ref_cache)
+        mask = None
+
+        def forward(precision: str):
+            nonlocal mask
+            with torch.inference_mode(), autocast(self.device, precision):
+                rgb, mask = self.model(mel, masked_target(faces), ref_cache=self.ref_cache)
+            return rgb
+
+        rgb = finite_or_fp32(forward, self.device, self.precision, "the refs generator")
         if mask is not None:
             with torch.inference_mode():  # blurred as in training's blend, so dubbing pastes what the losses saw
                 mask = gaussian_blur(mask.float().clamp(0, 1))[:, 0].cpu().numpy()

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lipsync_cli.device import autocast, pick_precision
+from lipsync_cli.device import autocast, finite_or_fp32, pick_precision
 from lipsync_cli.generators.base import Generator, to_tensor, to_uint8
 from lipsync_cli.models.blocks import masked_target
 
@@ -31,9 +31,11 @@ class Wav2LipGenerator(Generator):
         faces = to_tensor(crops, self.device)  # (B, 3, S, S) float32 in [0, 1], RGB
         mel = torch.from_numpy(np.ascontiguousarray(mels)).to(self.device).unsqueeze(1)  # (B, 1, 80, 16)
         pair = torch.cat([masked_target(faces), faces], dim=1).contiguous(memory_format=memory_format())
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            rgb = self.model(mel, pair)
-        return to_uint8(rgb), None
+        def forward(precision: str):
+            with torch.inference_mode(), autocast(self.device, precision):
+                return self.model(mel, pair)
+
+        return to_uint8(finite_or_fp32(forward, self.device, self.precision, "the Wav2Lip generator")), None
 
 
 def claims(name_or_path: str) -> bool:

@@ -5,31 +5,13 @@ import sys
 
 import pytest
 
+from cli_utils import lipsync_in_process
+
 from lipsync_cli import __version__
 
 
 def lipsync(*args, **kw):
     return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True, **kw)
-
-
-def lipsync_in_process(capsys, *args) -> subprocess.CompletedProcess:
-    """`lipsync ARGS` through the console entry point in this process, as lipsync() reports it (exit code, stdout,
-    stderr) without starting an interpreter per check; test_exit_codes_reach_the_shell shows that main()'s exit
-    code is the process's. main() installs a SIGTERM handler: the test process's own is put back."""
-    import signal
-
-    from lipsync_cli.cli import main
-
-    sigterm = signal.getsignal(signal.SIGTERM)
-    capsys.readouterr()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(args))
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return subprocess.CompletedProcess(list(args), 0 if code is None else code, out, err)
 
 
 def test_help_lists_every_command_and_does_not_import_torch():
@@ -43,16 +25,16 @@ def test_help_lists_every_command_and_does_not_import_torch():
 
 
 @pytest.mark.parametrize("sub", [["train", "--help"], ["weights", "--help"]])
-def test_subcommand_groups(sub, capsys):
-    proc = lipsync_in_process(capsys, *sub)
+def test_subcommand_groups(sub, capfd):
+    proc = lipsync_in_process(capfd, *sub)
     assert proc.returncode == 0
     names = ("expert", "generator") if sub[0] == "train" else ("list", "download", "verify", "path")
     for name in names:
         assert name in proc.stdout
 
 
-def test_version(capsys):
-    proc = lipsync_in_process(capsys, "--version")
+def test_version(capfd):
+    proc = lipsync_in_process(capfd, "--version")
     assert proc.returncode == 0 and __version__ in proc.stdout
 
 
@@ -65,8 +47,8 @@ def test_version(capsys):
     (["train", "generator", "d", "--expert", "e.pt", "-o", "r", "--arch", "refs", "--reference-mode", "all"],
      "--reference-mode"),
 ])
-def test_usage_errors_are_one_line_with_exit_code_2(args, needle, capsys):
-    proc = lipsync_in_process(capsys, *args)
+def test_usage_errors_are_one_line_with_exit_code_2(args, needle, capfd):
+    proc = lipsync_in_process(capfd, *args)
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -81,9 +63,9 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, needle, capsys):
     (["dub", "a.mp4", "b.wav", "--detector", "opencv"], "--detector"),
     (["train", "generator", "d", "--expert", "e.pt", "-o", "r", "--arch", "sd"], "--arch"),
 ])
-def test_parser_errors_are_the_parsers_one_line_with_exit_code_2(args, needle, capsys):
+def test_parser_errors_are_the_parsers_one_line_with_exit_code_2(args, needle, capfd):
     """Typer's own copy of click raises its own exception classes: they must still end as exit 2, one line."""
-    proc = lipsync_in_process(capsys, *args)
+    proc = lipsync_in_process(capfd, *args)
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
@@ -95,13 +77,13 @@ def test_parser_errors_are_the_parsers_one_line_with_exit_code_2(args, needle, c
     (["dub", "a.mp4", "b.wav", "--no-such-option"], 2, "No such option"),  # the parser's own
     (["train"], 2, ""),  # a bare group: help, no error line
 ])
-def test_exit_codes_reach_the_shell(args, code, needle, capsys):
+def test_exit_codes_reach_the_shell(args, code, needle, capfd):
     """The checks above call main() in process; here the real console process, for the same lines, exits with
     the same code and the same stderr."""
     proc = lipsync(*args)
     assert proc.returncode == code, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stderr == lipsync_in_process(capsys, *args).stderr
+    assert proc.stderr == lipsync_in_process(capfd, *args).stderr
 
 
 def test_documented_multi_value_options_parse(tmp_path):
@@ -175,8 +157,8 @@ def test_every_readme_command_line_parses(tokens):
     _leaf_context(typer.main.get_command(app), tokens)  # raises the parser's error on a bad line
 
 
-def test_bare_group_shows_help_without_an_error_line(capsys):
-    proc = lipsync_in_process(capsys, "train")
+def test_bare_group_shows_help_without_an_error_line(capfd):
+    proc = lipsync_in_process(capfd, "train")
     assert proc.returncode == 2 and "expert" in proc.stdout
     assert "error" not in proc.stderr
 

@@ -1,5 +1,5 @@
 """The GPU check behind gpu_check.sh: CUDA tests, each family's fp16 vs fp32 output, dub frames/s per stage at
-1080p, training samples/s; then one table with a pass/fail per check. Each step has its own time limit so the
+1080p, MuseTalk's and LatentSync's networks at their real sizes, training samples/s; then one table with a pass/fail per check. Each step has its own time limit so the
 whole stays within about 8 minutes on one GPU. Not a test (the tests are tests/test_cuda.py)."""
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def main() -> None:
             step(f"dub_1080p_{precision}", [py, "benchmarks/bench_dub.py", video, audio, "--detector", "face_alignment",
                                             "--device", "cuda", "--precision", precision, "--box", "300", "200", "800",
                                             "780"], 120, args.out, rows)
+        # the latent-diffusion families with their real network sizes and random weights (no download)
+        step("musetalk_fp16", [py, "benchmarks/bench_musetalk.py", video, audio, "--seconds", "2", "--detector",
+                               "face_alignment", "--device", "cuda", "--precision", "fp16"], 120, args.out, rows)
+    for precision in ("fp16", "bf16", "fp32"):  # one 16-frame window, one guided step, at 256 (1.5) and 512 (1.6)
+        step(f"latentsync_{precision}", [py, "benchmarks/bench_latentsync.py", "steps", "--device", "cuda",
+                                         "--precision", precision], 90, args.out, rows)
     step("train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--steps", "20", "--workers", "4"],
          180, args.out, rows)
     print(f"\n{'check':<18}{'ok':<6}{'s':>6}  result")

@@ -1,6 +1,11 @@
 """Wav2Lip's log-mel front-end, reproduced exactly so the public checkpoints see the features
 they were trained on (checked against ../shared/reference/wav2lip_mel.npz).
 
+The STFT is numpy's rfft over reflect-padded Hann frames (what librosa.stft(center=True, pad_mode="reflect")
+computes), not librosa.stft itself: importing librosa's core compiles its numba kernels, about 20-50 s on a
+fresh install, container or Ray worker before the first dub could start. librosa.filters.mel is plain numpy
+and imports none of them.
+
 Each constant is named once; everything else is derived from them.
 """
 
@@ -31,7 +36,7 @@ AMPLITUDE_FLOOR = 10 ** (MIN_LEVEL_DB / 20)  # 1e-5: amplitude of the dB floor
 @functools.lru_cache(maxsize=1)
 def mel_filters() -> np.ndarray:
     """(N_MELS, N_FFT // 2 + 1) float32 Slaney-normalised mel filter bank, built once on first use."""
-    import librosa
+    import librosa.filters  # plain numpy; `import librosa.filters` loads no numba-compiled module
 
     return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX,
                                htk=False, norm="slaney").astype(np.float32)
@@ -45,20 +50,30 @@ def preemphasis(wav: np.ndarray) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def hann_window() -> np.ndarray:
+    """(WIN_LENGTH,) periodic Hann window (scipy's get_window("hann", fftbins=True), as librosa uses)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)).astype(np.float32)
+
+
+def stft_magnitude(wav: np.ndarray) -> np.ndarray:
+    """(samples,) float32 → (N_FFT // 2 + 1, 1 + samples // HOP_LENGTH) |STFT|, frames centred on multiples of
+    HOP_LENGTH: reflect padding of N_FFT // 2 at both ends (Wav2Lip's training padding; librosa >= 0.10
+    defaults to zeros)."""
+    padded = np.pad(wav, N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]  # (n_frames, N_FFT), a view
+    return np.abs(np.fft.rfft(frames * hann_window(), axis=1)).T.astype(np.float32)
+
+
 def log_mel(wav: np.ndarray) -> np.ndarray:
     """(samples,) float mono 16 kHz in [-1, 1] -> (80, 1 + samples // 200) float32 in [-4, 4]."""
-    import librosa
-
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
         raise ValueError(f"log_mel expects a mono 1-D waveform, got shape {wav.shape}")
     if wav.size <= N_FFT // 2:  # reflect padding needs more than half a window of signal
 
         raise InputError(f"audio too short ({wav.size} samples at {SAMPLE_RATE} Hz): pass at least 0.1 s of sound")
-    # librosa >= 0.10 pads with zeros by default; Wav2Lip was trained with reflect padding
-    spec = librosa.stft(preemphasis(wav), n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
-                        window="hann", center=True, pad_mode="reflect")
-    mel = mel_filters() @ np.abs(spec)
+    mel = mel_filters() @ stft_magnitude(preemphasis(wav))
     db = 20 * np.log10(np.maximum(AMPLITUDE_FLOOR, mel)) - REF_LEVEL_DB
     scaled = 2 * MAX_ABS_VALUE * (db - MIN_LEVEL_DB) / -MIN_LEVEL_DB - MAX_ABS_VALUE
     return np.clip(scaled, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)

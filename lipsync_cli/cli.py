@@ -20,12 +20,18 @@ from lipsync_cli.config import (ARCH_GAN, DubConfig, ExpertConfig, FaceConfig, F
                                 LoopMode, MuseTalkReference, PerceptualWeights, Precision, PreprocessConfig, RayConfig,
                                 ReferenceMode, RefsConfig, SyncNetConfig, TrainConfig, train_defaults)
 from lipsync_cli.data import preprocess as preprocessing
+from lipsync_cli.device import pick_device
 from lipsync_cli.errors import LipsyncError, UsageError
 from lipsync_cli.evaluation import evaluate as evaluation
-from lipsync_cli.faces import detector_names
-from lipsync_cli.generators.registry import claiming_family
+from lipsync_cli.faces import detector_names, survey
+from lipsync_cli.generators.registry import FAMILIES, claiming_family
+
+# Plain (click-style) help: Typer's rich help prints `<bool>` after every on/off flag (Typer 0.29) and folds
+# words at 80 columns; the plain one shows `--gan / --no-gan` and wraps at spaces.
+HELP = dict(rich_markup_mode=None)
 
 app = typer.Typer(
+    **HELP,
     name="lipsync",
     help="Lip-sync dubbing: re-generate the mouth in a video so it matches a new speech track.",
     no_args_is_help=True,
@@ -33,8 +39,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-train_app = typer.Typer(help="Train the lip-sync expert or a generator.", no_args_is_help=True)
-weights_app = typer.Typer(help="List, download, verify and locate model weights.", no_args_is_help=True)
+train_app = typer.Typer(**HELP, help="Train the lip-sync expert or a generator.", no_args_is_help=True)
+weights_app = typer.Typer(**HELP, help="List, download, verify and locate model weights.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 
@@ -43,6 +49,10 @@ DETECTOR_HELP = ("Face backend: auto (face_alignment on CUDA, dlib on a CPU when
 DETECTOR_METAVAR = "auto|face_alignment[:DET]|dlib"
 VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+StartOpt = typer.Option(DubConfig().start, "--start", min=0.0, metavar="SECONDS",
+                        help="Start this many seconds into VIDEO and AUDIO (both cut there, in sync).")
+DurationOpt = typer.Option(DubConfig().duration, "--duration", min=0.01, metavar="SECONDS", show_default=False,
+                           help="Only this many seconds from --start (try settings on a short piece).")
 
 # Every default below is read from the config dataclasses (the one source of defaults); the CLI only names them.
 DUB, FACES, PREP, TRAIN = DubConfig(), FaceConfig(), PreprocessConfig(), TrainConfig()
@@ -91,7 +101,7 @@ def dub(
     audio: Optional[Path] = typer.Argument(None, help="New speech: any file with an audio stream."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output mp4 (default: <video stem>_dubbed.mp4 next to VIDEO)."),
     model: str = typer.Option(DUB.model, "--model", "-m",
-                              help="weights.toml name (wav2lip_gan, wav2lip, musetalk), checkpoint path or MuseTalk models/ folder."),
+                              help="weights.toml name (wav2lip_gan, wav2lip, musetalk, latentsync, latentsync-1.5), checkpoint path, MuseTalk models/ or LatentSync checkpoints/ folder."),
     detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
     box: Optional[Tuple[int, int, int, int]] = typer.Option(None, "--box", metavar="X1 Y1 X2 Y2",
                                                             help="Fixed face box (skips detection).", show_default=False),
@@ -103,6 +113,10 @@ def dub(
     reference: MuseTalkReference = typer.Option(DUB.musetalk.reference, "--reference",
                                                 help="MuseTalk reference image: each frame itself, or a few KMeans frames per clip "
                                                      "(closest head pose, closed mouth)."),
+    seed: int = typer.Option(DUB.latentsync.seed, "--seed", help="LatentSync: seed of its noise and VAE draws (same seed, same output)."),
+    steps: int = typer.Option(DUB.latentsync.steps, "--steps", min=1, max=1000, help="LatentSync: DDIM denoising steps."),
+    guidance: float = typer.Option(DUB.latentsync.guidance, "--guidance", min=1.0, help="LatentSync: classifier-free guidance scale (1: off, faster)."),
+    deepcache: bool = typer.Option(DUB.latentsync.deepcache, "--deepcache", help="LatentSync: the whole UNet only every 3rd step, as upstream's launchers (about 2.5x faster, approximate)."),
     device: str = typer.Option(DUB.device, "--device", help="auto, cpu or cuda[:N]."),
     precision: Precision = typer.Option(DUB.precision, "--precision",
                                         help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."),
@@ -112,20 +126,30 @@ def dub(
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="Batch mode: CSV with columns video,audio,output."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: process rows i of n, as i/n."),
     report: Optional[Path] = typer.Option(None, "--report", help="Batch mode: per-row status, seconds, frames and error as .csv or .json."),
-    ray: bool = typer.Option(False, "--ray", help='Batch mode: spread rows over a Ray cluster, one worker per GPU (needs pip install "lipsync-cli\\[ray]").'),
+    ray: bool = typer.Option(False, "--ray", help='Batch mode: spread rows over a Ray cluster, one worker per GPU (needs pip install "lipsync-cli[ray]").'),
     ray_address: Optional[str] = typer.Option(RAY.address, "--ray-address", help="With --ray: host:port, ray://host:10001 or local (default: $RAY_ADDRESS, else a local cluster)."),
     workers: Optional[int] = typer.Option(RAY.workers, "--workers", min=1, help="With --ray: at most N workers (default: one per GPU)."),
     gpus_per_worker: float = typer.Option(RAY.gpus_per_worker, "--gpus-per-worker", min=0.01, help="With --ray: GPUs per worker (0.5: two per GPU)."),
     cpus_per_worker: int = typer.Option(RAY.cpus_per_worker, "--cpus-per-worker", min=1, help="With --ray on a cluster without GPUs: cores per worker."),
+    start: float = StartOpt,
+    duration: Optional[float] = DurationOpt,
     force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Dub VIDEO with AUDIO: the lips are re-generated to match the new speech."""
-    if reference != DUB.musetalk.reference and claiming_family(model) != "musetalk":
+    claimed = claiming_family(model)
+    if claimed is None:
+        weights.check_generator(model, FAMILIES)
+    latentsync = replace(DUB.latentsync, seed=seed, steps=steps, guidance=guidance, deepcache=deepcache)
+    if latentsync != DUB.latentsync and claimed != "latentsync":
+        raise UsageError("--seed, --steps, --guidance and --deepcache apply only to --model latentsync, "
+                         "latentsync-1.5 or a LatentSync checkpoints folder")
+    if reference != DUB.musetalk.reference and claimed != "musetalk":
         raise UsageError("--reference applies only to --model musetalk (or a MuseTalk models/ folder)")
     faces = FaceConfig(detector=detector, box=box, face=_face_arg(face), pads=pads)
     cfg = DubConfig(model=model, faces=faces, batch_size=batch_size, device=device, precision=precision, crf=crf,
-                    loop=loop, fps=fps, force=force, quiet=quiet, musetalk=replace(DUB.musetalk, reference=reference))
+                    loop=loop, fps=fps, start=start, duration=duration, force=force, quiet=quiet,
+                    musetalk=replace(DUB.musetalk, reference=reference), latentsync=latentsync)
     ray_cfg = _ray_config(ray, ray_address, workers, gpus_per_worker, cpus_per_worker)
     if jobs is not None:
         if video is not None or audio is not None:
@@ -158,6 +182,23 @@ def _run_jobs(jobs: Path, cfg, shard: tuple[int, int], report: Optional[Path], r
 
 
 @app.command()
+def faces(
+    video: Path = typer.Argument(..., help="Video (or still image) to look for faces in."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Picture with the numbered boxes "
+                                                                "(default: <video stem>_faces.png next to VIDEO)."),
+    detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
+    device: str = typer.Option(DUB.device, "--device", help="Face detector device: auto, cpu or cuda."),
+    start: float = StartOpt,
+    duration: Optional[float] = DurationOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """List the faces a dub can follow (the index --face takes, frames, mean box) and draw them numbered."""
+    image = image or video.with_name(f"{video.stem}_faces.png")
+    survey.list_faces(video, image, FaceConfig(detector=detector), pick_device(device), start, duration, as_json, quiet)
+
+
+@app.command()
 def preprocess(
     src: Path = typer.Argument(..., help="Folder of videos, flat or speaker/clip.mp4 nested."),
     out: Path = typer.Argument(..., help="Dataset folder to write (re-runs skip finished clips)."),
@@ -180,6 +221,8 @@ def preprocess(
 MaxStepsOpt = typer.Option(TRAIN.max_steps, "--max-steps", min=1, help="Total optimisation steps.")
 ValEveryOpt = typer.Option(TRAIN.val_every, "--val-every", min=1, help="Steps between validations.")
 CkptEveryOpt = typer.Option(TRAIN.ckpt_every, "--ckpt-every", min=1, help="Steps between checkpoints.")
+LogEveryOpt = typer.Option(TRAIN.log_every, "--log-every", min=1, help="Steps between log lines (the progress bar "
+                                                                       "shows the latest losses every step).")
 TrainDeviceOpt = typer.Option(TRAIN.device, "--device", help="auto, cpu or cuda (torchrun: one GPU per process).")
 WorkersOpt = typer.Option(TRAIN.num_workers, "--workers", min=0, help="DataLoader worker processes.")
 SeedOpt = typer.Option(TRAIN.seed, "--seed", help="RNG seed.")
@@ -206,6 +249,7 @@ def train_expert(
     max_steps: int = MaxStepsOpt,
     val_every: int = ValEveryOpt,
     ckpt_every: int = CkptEveryOpt,
+    log_every: int = LogEveryOpt,
     device: str = TrainDeviceOpt,
     num_workers: int = WorkersOpt,
     seed: int = SeedOpt,
@@ -233,6 +277,7 @@ def train_generator(
     max_steps: int = MaxStepsOpt,
     val_every: int = ValEveryOpt,
     ckpt_every: int = CkptEveryOpt,
+    log_every: int = LogEveryOpt,
     sync_threshold: float = typer.Option(GEN.sync_threshold, "--sync-threshold",
                                          help="wav2lip: validation sync loss that switches the sync loss on."),
     refs_k: int = typer.Option(REFS.n_refs, "--refs", min=1, help="refs: K KMeans reference frames per clip."),
@@ -264,28 +309,32 @@ def evaluate(
     video: Path = typer.Argument(..., help="Dubbed (or any talking-face) video; or a folder / .txt list of videos (per-video rows and their mean)."),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Speech to check against (default: the video's own audio)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth video (a folder of same-named ones for a folder): adds PSNR, SSIM, LMD, sharpness."),
-    expert: str = typer.Option("lipsync_expert", "--expert", help="Expert checkpoint (path or weights.toml name)."),
+    expert: Optional[str] = typer.Option(None, "--expert", show_default=False,
+                                         help="Our expert: checkpoint path, weights.toml name, or none to skip it (default: "
+                                              "lipsync_expert, skipped with a warning when not here)."),
     detector: Detector = typer.Option(FACES.detector, "--detector", metavar=DETECTOR_METAVAR, help=DETECTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     face: str = typer.Option(FACES.face, "--face", help="Which face is scored when several: largest, center or an index N."),
     syncnet: Optional[str] = typer.Option(LSE.weights, "--syncnet", show_default=False,
                                           help="Original SyncNet for LSE-D/LSE-C: weights.toml name or syncnet_v2.model path "
-                                               "(default: the syncnet_v2 entry; LSE is then skipped with a warning when unavailable)."),
+                                               "(default: the syncnet_v2 entry; LSE is then skipped with a warning when unavailable; none: skip it)."),
     face_crop: FaceCrop = typer.Option(LSE.face_crop, "--face-crop",
                                        help="auto: detect and crop as syncnet_python; none: VIDEO already is a face crop."),
     jpeg: bool = typer.Option(LSE.jpeg, "--jpeg/--no-jpeg", help="Upstream's JPEG round trip of every crop (published LSE numbers include it)."),
+    start: float = StartOpt,
+    duration: Optional[float] = DurationOpt,
 ) -> None:
     """Measure lip-sync (LSE-D/LSE-C with the original SyncNet, our expert's distance/confidence) and, with --reference, image quality."""
     lse = replace(LSE, weights=syncnet, face_crop=face_crop, jpeg=jpeg)
     evaluation.evaluate(video, audio=audio, reference=reference, expert=expert, detector=detector, as_json=as_json,
-                        device=device, face=_face_arg(face), syncnet=lse)
+                        device=device, face=_face_arg(face), syncnet=lse, start=start, duration=duration)
 
 
 @weights_app.command("list")
-def weights_list() -> None:
-    """Show every known weights file: licence, size and whether it is cached."""
-    weights.print_table()
+def weights_list(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """Show every known weights file: licence, size and whether it is cached (tab-separated when piped)."""
+    weights.print_table(as_json=as_json)
 
 
 @weights_app.command("download")
@@ -300,16 +349,18 @@ def weights_download(
 
 @weights_app.command("verify")
 def weights_verify(
-    names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: all cached)."),
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: every local one, and the "
+                                                           "default model's files must be there; musetalk: its parts)."),
 ) -> None:
-    """Re-hash cached weights against weights.toml."""
-    weights.verify_cached(names or None)
+    """Re-hash local weights against weights.toml; name the default model's files that are missing."""
+    weights.verify_cached(weights.expand(names) if names else None, required=weights.expand([DUB.model]))
 
 
 @weights_app.command("path")
-def weights_path(name: str = typer.Argument(..., help="Entry name.")) -> None:
+def weights_path(name: str = typer.Argument(..., help="Entry name (musetalk: each of its parts, one a line).")) -> None:
     """Print the local path of a weights file (resolving it, without downloading)."""
-    typer.echo(weights.resolve(name, download=False))
+    for part in weights.expand([name]):
+        typer.echo(weights.resolve(part, download=False))
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -324,7 +375,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         _fail(err, err.exit_code, verbose)
     except _click_errors("ClickException", typer.TyperException) as err:  # a bad option or argument: the parser's own message, its exit code (2)
         message = err.format_message()
-        if not message:  # `lipsync train` alone: the help was printed, nothing went wrong to report
+        if type(err).__name__ == "NoArgsIsHelpError":  # `lipsync train` alone: its help is the answer
+            typer.echo(message)
+            sys.exit(getattr(err, "exit_code", 2))
+        if not message:  # the same with rich help, which printed it itself
             sys.exit(getattr(err, "exit_code", 2))
         _fail(message, getattr(err, "exit_code", 2), verbose)
     except Terminated:
@@ -388,6 +442,18 @@ def _interrupt_on_sigterm() -> dict:
 
 
 def _configure_logging(verbose: bool) -> None:
+    """Warnings from everyone; with -v our own debug lines (device, model, detector, timings) as well, but not
+    third-party debug output (numba alone printed hundreds of bytecode lines at DEBUG)."""
     import logging
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ours = logging.getLogger("lipsync_cli")
+    for handler in [h for h in ours.handlers if getattr(h, "lipsync_verbose", False)]:
+        ours.removeHandler(handler)  # main() may run more than once in a process (tests, batch drivers)
+    ours.setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    ours.propagate = not verbose
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.lipsync_verbose = True
+        ours.addHandler(handler)

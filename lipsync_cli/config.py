@@ -45,6 +45,18 @@ class MuseTalkConfig:
 
 
 @dataclass(frozen=True)
+class LatentSyncConfig:
+    """The LatentSync 1.6 / 1.5 family (`--model latentsync`, `latentsync-1.5` or a LatentSync checkpoints folder)."""
+
+    seed: int = 1247  # seeds the initial noise and the VAE posterior draws (upstream's seed): same input, same output
+    steps: int = 20  # DDIM denoising steps (upstream's inference_steps)
+    guidance: float = 1.5  # classifier-free guidance scale; 1.0 runs one UNet half without guidance
+    deepcache: bool = False  # upstream's launcher default: the whole UNet only every 3rd step (~2.5x faster, approximate)
+    window: int = 16  # frames per UNet call (upstream's num_frames, at most 24); halved on out-of-memory
+    vae_frames: int = 4  # frames per VAE encode/decode call (bounds the VAE's activation memory)
+
+
+@dataclass(frozen=True)
 class DubConfig:
     """Everything `lipsync dub` needs besides the two input paths."""
 
@@ -57,9 +69,12 @@ class DubConfig:
     crf: int = 18  # H.264 constant rate factor of the output
     loop: LoopMode = "pingpong"  # how a video shorter than the audio is extended: back and forth, or from the start
     fps: float = 25.0  # frame rate of the video made from a still image
+    start: float = 0.0  # seconds into VIDEO and AUDIO where the dub starts (both cut there, in sync)
+    duration: Optional[float] = None  # seconds of AUDIO dubbed from `start`; None: to its end
     force: bool = False  # overwrite an existing output file
     quiet: bool = False  # no progress bars or summary
     musetalk: MuseTalkConfig = field(default_factory=MuseTalkConfig)  # settings of the MuseTalk family
+    latentsync: LatentSyncConfig = field(default_factory=LatentSyncConfig)  # settings of the LatentSync family
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ blends it into the full-resolution frames and pipes them to the encoder.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from lipsync_cli import audio as mel_frontend, blend, faces, frames as framing, media, timing, weights
+from lipsync_cli import audio as mel_frontend, faces, frames as framing, media, timing, weights
 from lipsync_cli.config import DubConfig
 from lipsync_cli.device import pick_device
 from lipsync_cli.errors import InputError, UsageError
@@ -25,6 +26,7 @@ from lipsync_cli.progress import Stages
 
 log = logging.getLogger(__name__)
 
+OUTPUT_CONTAINERS = (".mp4", ".mov", ".mkv")  # containers that carry H.264 + AAC as players expect
 SILENCE_PEAK = 1e-4  # audio whose peak stays below this has nothing to lip-sync to
 
 
@@ -36,11 +38,14 @@ class DubResult:
     seconds: dict = field(default_factory=dict)  # wall-clock seconds per stage
     detector: str = "box"  # the face backend used ("box": a fixed --box, no detection)
     licence_notice: Optional[str] = None  # the models of this run not cleared for commercial use, if any
+    face: str = ""  # which face was dubbed: "face 0 (--face largest), mean box x1 y1 x2 y2"
+    fit: str = ""  # how the video was fitted to the audio: "", "looped (pingpong) ...", "trimmed ..."
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        return (f"dubbed {self.frames} frames ({self.frames_edited} edited; faces: {self.detector}) in {stages} "
-                f"→ {self.output}")
+        notes = "".join(f"; {note}" for note in (self.face, self.fit) if note)
+        return (f"dubbed {self.frames} frames ({self.frames_edited} edited; faces: {self.detector}{notes}) in "
+                f"{stages} → {self.output}")
 
 
 def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = DubConfig(),
@@ -54,27 +59,60 @@ def dub(video: Path, audio: Path, out: Optional[Path] = None, cfg: DubConfig = D
     info = media.probe(video)
     if not info.has_video:
         raise InputError(f"no video stream in {video} (pass a video or an image of a face)")
-    speech = media.load_audio(audio)
+    speech, info, audio_start = cut(media.load_audio(audio), info, cfg)
     check_speech(speech, audio)
     fps, plan = frame_plan(info, speech, cfg)
 
     with Stages(cfg.quiet) as stages:
         with stages.time("load"):
             generator = generator or _load_generator(cfg)
+        log.debug("model %s: %s; device %s, precision %s", cfg.model, describe_model(cfg.model, generator),
+                  generator.device, generator.precision)
         with stages.time("audio"):  # per-frame audio input, each at its own timestamp
             mels = generator.audio_windows(speech, timing.frame_times(len(plan), float(fps)))
         track, detector = find_faces(video, info, int(plan.max()) + 1, cfg, detector, stages)
         if len(track.boxes) <= plan.max():  # truncated or damaged video: use the frames that decode
             log.warning("%s: only %d of %d frames decode; using those", video, len(track.boxes), plan.max() + 1)
             plan = framing.source_plan(len(plan), len(track.boxes), cfg.loop)
+        face = face_note(track, cfg)
         track = generator.face_track(track, (info.height, info.width))  # the boxes this family crops at
         edit = track_edit_weights(track, cfg)
         if edit.any():
             prepare_references(video, info, track, generator, stages)
-        with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf) as writer:
+        with media.VideoWriter(out, info.width, info.height, fps, audio=audio, crf=cfg.crf, audio_start=audio_start,
+                               audio_seconds=len(speech) / mel_rate()) as writer:
             write_frames(writer, video, info, plan, edit, track, mels, generator, stages, cfg)
-        result = summarise(out, video, plan, edit, cfg, detector, stages)
+        result = summarise(out, video, info, plan, edit, face, cfg, detector, stages)
     return result
+
+
+def cut(speech: np.ndarray, info, cfg: DubConfig) -> tuple[np.ndarray, object, float]:
+    """The --start/--duration window: (speech from there, the video's MediaInfo from there, the second of the
+    audio file where it starts). The cut is at a video frame boundary, and the audio is cut at that frame's
+    time, so picture and sound stay in sync."""
+    if cfg.start <= 0 and cfg.duration is None:
+        return speech, info, 0.0
+    info = media.starting_at(info, cfg.start)
+    start = cfg.start if info.is_image else float(info.first_frame / info.fps)
+    first = round(start * mel_rate())
+    if first >= len(speech):
+        raise InputError(f"--start {cfg.start:g} is past the end of the audio ({len(speech) / mel_rate():.2f} s)")
+    stop = len(speech) if cfg.duration is None else first + round(cfg.duration * mel_rate())
+    return speech[first:stop], info, start
+
+
+def mel_rate() -> int:
+    return mel_frontend.SAMPLE_RATE
+
+
+def describe_model(model: str, generator) -> str:
+    """'<file> (family <name>)' for -v: which file was loaded and as what (nothing is re-hashed)."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        found = [weights.find_local(weights.entry(n)) for n in weights.expand([model])]
+        path = found[0] if len(found) == 1 else Path(os.path.commonpath([str(f) for f in found if f])) if any(found) else path
+    family = getattr(getattr(generator, "model", None), "arch", None) or type(generator).__name__
+    return f"{path} (family {family})"
 
 
 def frame_plan(info, speech: np.ndarray, cfg: DubConfig) -> tuple[Fraction, np.ndarray]:
@@ -108,18 +146,47 @@ def write_frames(writer, video: Path, info, plan, edit, track, mels, generator, 
             stages.advance("dub", len(frames))
 
 
-def summarise(out: Path, video: Path, plan, edit, cfg: DubConfig, detector, stages) -> DubResult:
+def summarise(out: Path, video: Path, info, plan, edit, face: str, cfg: DubConfig, detector, stages) -> DubResult:
     """The run's result, its summary line and the licence line of the models it used."""
     edited = int(np.count_nonzero(edit[plan] > 0))
     models = [*weights.model_entries(cfg.model), *(detector.weights if detector else ())]
     result = DubResult(out, len(plan), edited, dict(stages.seconds), detector.name if detector else "box",
-                       weights.licence_notice(models))
+                       weights.licence_notice(models), face, fit_note(info, plan, cfg))
+    log.debug("stage seconds: %s", ", ".join(f"{k} {v:.2f}" for k, v in stages.seconds.items()))
     if edited == 0:
         stages.print(f"warning: no face found in {video}; the video was re-encoded with the new audio unchanged")
     stages.print(result.summary())
     if result.licence_notice:
         stages.print(result.licence_notice)
     return result
+
+
+def face_note(track, cfg: DubConfig) -> str:
+    """Which face was dubbed: its index as --face takes it (when chosen by detection) and its mean box."""
+    found = track.found
+    if not found.any():
+        return ""
+    box = " ".join(f"{v:.0f}" for v in track.boxes[found].mean(axis=0))
+    if cfg.faces.box is not None:
+        return f"face: --box, box {box}"
+    index = getattr(track, "face_index", None)
+    label = f"face {index}" if index is not None else "face"
+    chosen = "" if cfg.faces.face.isdigit() else f" (--face {cfg.faces.face})"
+    return f"{label}{chosen}, mean box {box}"
+
+
+def fit_note(info, plan, cfg: DubConfig) -> str:
+    """How the video was fitted to the audio: looped (a shorter video) or trimmed (a longer one)."""
+    if info.is_image:
+        return ""
+    used, have = len(plan), info.n_frames
+    fps = float(info.fps)
+    window = f" from {info.first_frame / fps:.2f} s" if info.first_frame else ""
+    if used > have:
+        return f"video{window} looped ({cfg.loop}): {have / fps:.2f} s of video for {used / fps:.2f} s of audio"
+    if used < have:
+        return f"video{window} trimmed to the audio: {used / fps:.2f} s of {have / fps:.2f} s used"
+    return f"video{window}: {used / fps:.2f} s" if window else ""
 
 
 def chunk_size(frames: int, shape: tuple[int, int, int], budget: int = 256 << 20) -> int:
@@ -130,6 +197,9 @@ def chunk_size(frames: int, shape: tuple[int, int, int], budget: int = 256 << 20
 def output_path(video: Path, audio: Path, out: Optional[Path], force: bool) -> Path:
     """The output file: default `<stem>_dubbed.mp4` next to VIDEO; refuses to clobber inputs or existing files."""
     out = Path(out) if out is not None else video.with_name(f"{video.stem}_dubbed.mp4")
+    if out.suffix.lower() not in OUTPUT_CONTAINERS:
+        raise UsageError(f"output {out.name}: the dub is H.264 + AAC, written as {', '.join(OUTPUT_CONTAINERS)}; "
+                         f"pass e.g. -o {out.with_suffix('.mp4').name}")
     for src in (video, audio):
         if src.exists() and out.exists() and out.resolve() == src.resolve():
             raise UsageError(f"output {out} is also an input; choose another output path")
@@ -167,11 +237,16 @@ def find_faces(video: Path, info, n_used: int, cfg: DubConfig, detector, stages)
         return tracking.box_track(cfg.faces.box, n_used, (info.height, info.width), cfg.faces), None
     with stages.time("load"):
         detector = detector or faces.get_detector(cfg.faces.detector, device=_detector_device(cfg.device))
+    log.debug("faces: detector %s", detector.name)
     stages.bar("detect", n_used)
     frames = _limit(_decode(video, info), n_used)
     with stages.time("detect"):
+        start = stages.seconds["detect"]
         track = tracking.detect_track(frames, detector, cfg.faces, (info.height, info.width),
                                       progress=lambda n: stages.advance("detect", n))
+    took = max(stages.seconds["detect"] - start, 1e-9)
+    log.debug("faces: %d of %d frames have the face; %.1f frames/s detected", int(track.found.sum()), len(track),
+              len(track) / took)
     return track, detector
 
 
@@ -208,12 +283,11 @@ def edit_frames(frames, track, rows, weights, mels, generator, stages) -> list:
     if not todo:
         return frames
     with stages.time("crop"):
-        crops = np.stack([generator.crop(frames[j], track.boxes[rows[j]]) for j in todo])
+        crops = np.stack([generator.crop_at(frames[j], track, rows[j]) for j in todo])
     with stages.time("generate"):
         generated, masks = generator(mels[todo], crops, sources=np.asarray(rows)[todo])
     with stages.time("blend"):
         for n, j in enumerate(todo):
-            box, marks = track.boxes[rows[j]], track.landmarks[rows[j]]
-            mask = blend.lower_face_mask(box, marks, frames[j].shape, predicted=None if masks is None else masks[n])
-            frames[j] = blend.paste_back(frames[j], generated[n], box, mask * weights[j])
+            mask = None if masks is None else masks[n]
+            frames[j] = generator.paste_back(frames[j], generated[n], mask, track, rows[j], weights[j])
     return frames

@@ -262,7 +262,7 @@ def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(syntheti
     own, shifted, other = sync(), sync(delayed), sync(unrelated)
     print(f"own {own}\ndelayed {shifted}\nunrelated {other}")  # pytest -s shows the measured numbers
     assert abs(own["offset_frames"]) <= 1
-    assert abs(shifted["offset_frames"] - own["offset_frames"] - 3) <= 1
+    assert abs(own["offset_frames"] - shifted["offset_frames"] - 3) <= 1  # audio late: negative (upstream's sign)
     assert own["expert_sync_confidence"] > other["expert_sync_confidence"]
     assert own["expert_sync_loss"] < other["expert_sync_loss"]
 

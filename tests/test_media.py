@@ -138,13 +138,13 @@ def test_probe_needs_no_ffmpeg_on_path(monkeypatch):
 def test_stream_facts_agree_with_ffprobe(name):
     """ffprobe (another program, the system's libav) is the reference for what PyAV reads."""
     path = shared_path("media", name)
-    streams = ffprobe_streams(path)
+    reference = ffprobe_streams(path)
     facts = streams.read_container(path)
     for kind, got in (("video", facts.video), ("audio", facts.audio)):
-        if kind not in streams:
+        if kind not in reference:
             assert got is None
             continue
-        want = streams[kind]
+        want = reference[kind]
         assert (got.index, got.codec, got.time_base) == (want["index"], want["codec_name"],
                                                          Fraction(want["time_base"]))
         assert len(got.pts) == int(want["nb_read_packets"])

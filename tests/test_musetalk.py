@@ -464,7 +464,8 @@ def test_cached_layout_is_found_by_name(tmp_path, models_dir, monkeypatch):
     found = mt_files.locate("musetalk")
     assert found.unet == tmp_path / "w" / "musetalk" / "musetalkV15" / "unet.pth"
     assert found.whisper_preprocessor.name == "preprocessor_config.json"
-    assert all(weights.expected_sha256(weights.entry(n)) for n in mt_files.ENTRIES), "hashes recorded at first use"
+    assert not any(weights.expected_sha256(weights.entry(n)) for n in mt_files.ENTRIES), \
+        "a copy the user placed is not recorded as if lipsync had downloaded it"
 
 
 def test_missing_extra_names_the_install_command(monkeypatch, models_dir):

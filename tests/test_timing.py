@@ -70,3 +70,19 @@ def test_audio_shorter_than_a_window_is_edge_padded():
     windows = mel_windows(_ramp_mel(10), np.array([0.0, 1.0]))
     assert windows.shape == (2, 80, MEL_WINDOW)
     np.testing.assert_array_equal(windows[0, 0], [*range(10), *[9] * 6])
+
+
+def test_log_mel_loads_no_numba_compiled_librosa_module():
+    """The mel must not pay librosa's numba compile (~20-50 s on a fresh install, container or Ray worker):
+    in a fresh process log_mel imports none of librosa's modules with compiled kernels (core.audio,
+    core.spectrum, util.utils' guvectorized ones run at import of those). Same numbers: test_conformance."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom lipsync_cli.audio import log_mel\n"
+            "mel = log_mel(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)\n"
+            "assert mel.shape == (80, 81), mel.shape\n"
+            "print(sorted(m for m in sys.modules if m in ('librosa.core.audio', 'librosa.core.spectrum')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

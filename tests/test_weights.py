@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from lipsync_cli import weights
-from lipsync_cli.errors import InputError, UsageError, WeightsError
+from lipsync_cli.errors import UsageError, WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = b"pretend checkpoint bytes"
@@ -151,7 +151,7 @@ def test_face_alignment_entries_match_its_own_urls_and_hash_prefixes():
 def test_unknown_name_and_missing_path(env):
     with pytest.raises(UsageError, match="wav2lip_gan"):
         weights.resolve("no_such_weights")
-    with pytest.raises(InputError, match="checkpoint not found"):
+    with pytest.raises(WeightsError, match="checkpoint not found"):  # exit 3, as the README documents
         weights.resolve(env / "missing.pth")
 
 
@@ -195,7 +195,7 @@ def test_missing_without_download_names_the_file(env, manifest, hub):
 def test_corrupt_cached_file_is_refused(env, manifest):
     manifest(toy_spec())
     write(env / "cache" / "toy.pth", BAD)
-    with pytest.raises(WeightsError, match=r"'toy' .*toy\.pth failed verification.*delete it"):
+    with pytest.raises(WeightsError, match=r"'toy' .*toy\.pth failed verification.*delete .*toy\.pth and run"):
         weights.resolve("toy")
 
 
@@ -423,7 +423,8 @@ def run_cli(args, capsys):
 
 
 def test_cli_weights_path_and_verify(env, manifest, capsys):
-    manifest(toy_spec())
+    manifest(toy_spec(), toy_spec("wav2lip_gan"))  # the default model's file, present: verify checks it too
+    write(env / "cache" / "wav2lip_gan.pth")
     code, out, err = run_cli(["weights", "path", "toy"], capsys)
     assert code == 3 and "toy.pth" in err and "weights download toy" in err
     cached = write(env / "cache" / "toy.pth")
@@ -435,21 +436,71 @@ def test_cli_weights_path_and_verify(env, manifest, capsys):
     assert code == 3 and "toy" in err
 
 
-def test_cli_weights_list_subprocess(env):
-    """The real console script and manifest, as a user runs it."""
-    lipsync = Path(sys.executable).with_name("lipsync")
-    cmd = [str(lipsync)] if lipsync.exists() else [sys.executable, "-m", "lipsync_cli"]
-    import os
+def _list_rows(stdout: str) -> dict:
+    """`weights list` piped: a header, then one tab-separated line per entry → {name: {column: cell}}."""
+    header, *lines = stdout.strip().splitlines()
+    columns = header.split("\t")
+    return {cells[0]: dict(zip(columns, cells)) for cells in (line.split("\t") for line in lines)}
 
-    environ = {**os.environ, "LIPSYNC_CACHE_DIR": str(env / "cache"), "COLUMNS": "200"}
+
+def test_cli_weights_list_subprocess(env):
+    """The real CLI and manifest in a process of its own, piped at 80 columns: one whole line per entry, no
+    word split (rich folded `non-commerci al` and `lipsync_exp ert` there)."""
+    cmd = [sys.executable, "-m", "lipsync_cli"]  # this checkout's code (an installed console script may not be)
+
+    environ = {**os.environ, "LIPSYNC_CACHE_DIR": str(env / "cache"), "COLUMNS": "80"}
     environ.pop("LIPSYNC_WEIGHTS_DIR", None)
     write(env / "cache" / "s3fd-619a316812.pth", b"x")  # present (listing does not hash)
     done = subprocess.run(cmd + ["weights", "list"], capture_output=True, text=True, env=environ, timeout=60)
     assert done.returncode == 0, done.stderr
-    for name in weights.names():
-        assert name in done.stdout
-    assert "non-commercial" in done.stdout
-    assert re.search(r"s3fd .*yes", done.stdout) and re.search(r"wav2lip_gan .* no", done.stdout)
+    rows = _list_rows(done.stdout)
+    assert list(rows) == weights.names()  # every name whole, one line each
+    assert rows["wav2lip_gan"]["licence"] == "non-commercial research only"
+    assert rows["s3fd"]["cached"].startswith("yes") and rows["wav2lip_gan"]["cached"] == "no"
+    assert rows["wav2lip_gan"]["size"] == "436 MB" and rows["musetalk_unet"]["size"] == "~3.4 GB"
+    assert rows["dlib_68"]["size"].endswith("MB")  # bundled: the installed file says its size
+    as_json = subprocess.run(cmd + ["weights", "list", "--json"], capture_output=True, text=True, env=environ,
+                             timeout=60)
+    import json
+
+    listed = json.loads(as_json.stdout)["weights"]
+    assert [r["name"] for r in listed] == weights.names() and listed[0]["size_bytes"] == weights.entry("wav2lip").size
+
+
+def test_a_file_the_user_placed_is_not_recorded_and_a_stale_hash_says_what_to_do(env, manifest, hub, monkeypatch):
+    """Only a download records a hash; a copy the user put in $LIPSYNC_WEIGHTS_DIR is used without a record, so
+    a later, different real file is not refused. A cached download that changed names the file and the way out."""
+    manifest(toy_spec(sha256=""))
+    monkeypatch.setenv("LIPSYNC_WEIGHTS_DIR", str(env / "w"))
+    write(env / "w" / "toy.pth", BAD)
+    assert weights.resolve("toy") == env / "w" / "toy.pth"
+    assert not (env / "cache" / "toy.pth.sha256").exists()
+    write(env / "w" / "toy.pth", GOOD)  # the user replaces it with the real file: still fine
+    assert weights.resolve("toy") == env / "w" / "toy.pth"
+    monkeypatch.delenv("LIPSYNC_WEIGHTS_DIR")
+    cached = weights.resolve("toy")  # downloaded: now recorded and enforced
+    assert (env / "cache" / "toy.pth.sha256").read_text().split()[0] == sha(GOOD)
+    cached.write_bytes(BAD)
+    with pytest.raises(WeightsError) as failure:
+        weights.resolve("toy")
+    message = str(failure.value)
+    assert f"delete {cached}" in message and "toy.pth.sha256" in message and "weights download toy" in message
+
+
+def test_cli_family_names_model_errors_and_verify_of_the_default_files(env, capsys, tmp_path):
+    """`weights path/verify musetalk` take the family name; `--model` lists generators only, exit 3 for a
+    missing file; `weights verify` names the default model's missing files and fails."""
+    code, out, err = run_cli(["weights", "path", "musetalk"], capsys)
+    assert code == 3 and "musetalk_unet" in err
+    code, out, err = run_cli(["weights", "verify", "musetalk"], capsys)
+    assert code == 3 and all(f"MISSING {n}" in out for n in weights.expand(["musetalk"]))
+    video, audio = write(tmp_path / "v.mp4"), write(tmp_path / "a.wav")
+    code, out, err = run_cli(["dub", str(video), str(audio), "--model", "nosuch.pth"], capsys)
+    assert code == 3 and "wav2lip_gan, musetalk" in err and "s3fd" not in err and "dlib_68" not in err
+    code, out, err = run_cli(["dub", str(video), str(audio), "--model", "dlib_68"], capsys)
+    assert code == 2 and "not a lip-sync generator" in err and "code could run" not in err
+    code, out, err = run_cli(["weights", "verify"], capsys)
+    assert code == 3 and "MISSING wav2lip_gan" in out and "wav2lip_gan" in err
 
 
 def test_wheel_ships_weights_toml(tmp_path):
@@ -497,10 +548,7 @@ def test_licence_notice_names_what_a_run_used(tmp_path):
 def test_weights_list_shows_the_commercial_column_and_the_bundled_dlib_model():
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "weights", "list"], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"})
+    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "weights", "list"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "commercial" in proc.stdout
-    row = next(line for line in proc.stdout.splitlines() if "dlib_68" in line)
-    cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert cells[3] == "no" and cells[5].startswith("yes"), cells  # the test extra installs it: found in the package
+    row = _list_rows(proc.stdout)["dlib_68"]
+    assert row["commercial"] == "no" and row["cached"].startswith("yes"), row  # the test extra installs it

@@ -7,7 +7,8 @@ embeds every 5-frame window and the mel window at each offset of −15…+15 fra
 averaged over windows per offset, and the report gives the smallest mean distance, the confidence
 (median − min over offsets) and the best offset, over the whole video and per second.
 
-Offsets are in frames of EXPERT_FPS video; a positive offset means the audio lags the picture.
+Offsets are in frames of EXPERT_FPS video with upstream syncnet_python's sign, as LSE reports them: positive
+means the audio is early (it leads the picture).
 """
 
 from __future__ import annotations
@@ -133,7 +134,9 @@ def per_second(video_emb: np.ndarray, audio_emb: np.ndarray) -> list[dict]:
 
 def _named(summary: dict) -> dict:
     """metrics.sync_summary's keys → report keys that cannot be mistaken for the papers' LSE-D/LSE-C."""
-    frames = summary["offset_frames"]
+    # metrics.sync_summary's offset k pairs video i with audio i + k (positive: audio late); the report uses
+    # upstream's sign (positive: audio early), so one report never holds two opposite conventions
+    frames = None if summary["offset_frames"] is None else -summary["offset_frames"]
     return {
         "expert_sync_distance": summary["distance"],
         "expert_sync_confidence": summary["confidence"],

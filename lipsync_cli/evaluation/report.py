@@ -7,6 +7,8 @@ import math
 
 from lipsync_cli.evaluation.expert_sync import EXPERT_FPS
 
+OFFSET_SIGN = "+ = audio early, as syncnet_python"  # the one sign convention of every offset in the report
+
 
 def to_json(report: dict) -> str:
     """The report as strict JSON: inf (identical images' PSNR) becomes "inf", NaN becomes null."""
@@ -38,22 +40,10 @@ def print_report(report: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    sync = report["sync"]
-    console.print(f"expert: {report['expert']}  (our lip-sync expert: not the paper LSE-D/LSE-C SyncNet)")
-    summary = Table(title=f"sync of {report['video']} with {report['audio']}")
-    for key in ("expert_sync_distance", "expert_sync_confidence", "offset_frames", "offset_ms",
-                "expert_sync_loss", "windows"):
-        summary.add_column(key.replace("_", " "), justify="right")
-    summary.add_row(*(fmt(sync[k]) for k in ("expert_sync_distance", "expert_sync_confidence",
-                                              "offset_frames", "offset_ms", "expert_sync_loss", "windows")))
-    console.print(summary)
-    seconds = Table(title=f"per second (offsets in {EXPERT_FPS} fps frames; + = audio late)")
-    for key in ("second", "distance", "confidence", "offset frames", "offset ms", "windows"):
-        seconds.add_column(key, justify="right")
-    for row in report["per_second"]:
-        seconds.add_row(*(fmt(row[k]) for k in ("second", "expert_sync_distance", "expert_sync_confidence",
-                                                 "offset_frames", "offset_ms", "windows")))
-    console.print(seconds)
+    if report.get("resampled"):
+        console.print(f"frames resampled {report['resampled']} for the sync judges")
+    if report.get("expert"):
+        print_expert(console, report)
     if "syncnet" in report:
         print_lse(console, report["syncnet"])
     if "silence" in report:
@@ -71,17 +61,38 @@ def print_report(report: dict) -> None:
         console.print(rec)
 
 
+def print_expert(console, report: dict) -> None:
+    """Our expert's figures: whole video, then per second."""
+    from rich.table import Table
+
+    sync = report["sync"]
+    console.print(f"expert: {report['expert']}  (our lip-sync expert: not the paper LSE-D/LSE-C SyncNet)")
+    summary = Table(title=f"sync of {report['video']} with {report['audio']} (offset: {OFFSET_SIGN})")
+    for key in ("expert_sync_distance", "expert_sync_confidence", "offset_frames", "offset_ms",
+                "expert_sync_loss", "windows"):
+        summary.add_column(key.replace("_", " "), justify="right")
+    summary.add_row(*(fmt(sync[k]) for k in ("expert_sync_distance", "expert_sync_confidence",
+                                              "offset_frames", "offset_ms", "expert_sync_loss", "windows")))
+    console.print(summary)
+    seconds = Table(title=f"per second (offsets in {EXPERT_FPS} fps frames and ms; {OFFSET_SIGN})")
+    for key in ("second", "distance", "confidence", "offset frames", "offset ms", "windows"):
+        seconds.add_column(key, justify="right")
+    for row in report["per_second"]:
+        seconds.add_row(*(fmt(row[k]) for k in ("second", "expert_sync_distance", "expert_sync_confidence",
+                                                 "offset_frames", "offset_ms", "windows")))
+    console.print(seconds)
+
+
 def print_lse(console, lse: dict) -> None:
     """The papers' figures (original SyncNet): whole span, then per second."""
     from rich.table import Table
 
-    if lse.get("weights") is None:
-        console.print(f"LSE-D / LSE-C (original SyncNet): not measured ({lse.get('skipped')})")
+    if lse.get("weights") is None:  # skipped: on purpose, or said once by the warning on stderr
         return
     steps = f"face crop {lse['face_crop']}, JPEG round trip {'on' if lse['jpeg'] else 'off'}"
     console.print(f"SyncNet: {lse['weights']}  (the papers' LSE-D/LSE-C; {steps})")
     table = Table(title=f"LSE (frames {lse['first_frame']}..{lse['first_frame'] + lse['frames'] - 1} at 25 fps; "
-                        "+ offset = audio early)")
+                        f"offsets in frames and ms; {OFFSET_SIGN})")
     for key in ("LSE-D", "LSE-C", "AV offset frames", "AV offset ms", "windows"):
         table.add_column(key, justify="right")
     table.add_row(*(fmt(lse[k]) for k in ("lse_d", "lse_c", "av_offset_frames", "av_offset_ms", "windows")))

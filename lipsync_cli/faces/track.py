@@ -28,6 +28,7 @@ class FaceTrack:
 
     boxes: np.ndarray  # (N, 4) float32 x1 y1 x2 y2, padded, smoothed, clipped; NaN rows: no face
     landmarks: np.ndarray  # (N, 68, 2) float32 x, y; NaN where unknown (no face, or a fixed --box)
+    face_index: Optional[int] = None  # the followed face's index as --face N takes it (None: --box or no face)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -59,7 +60,7 @@ def detect_track(frames: Iterable[np.ndarray], detector: FaceDetector, cfg: Face
         if progress is not None:
             progress(len(chunk))
     follower.check_chosen()
-    raw = FaceTrack(_concat(boxes, (4,)), _concat(marks, (N_LANDMARKS, 2)))
+    raw = FaceTrack(_concat(boxes, (4,)), _concat(marks, (N_LANDMARKS, 2)), follower.chosen_index)
     return finish_track(raw, cfg, size)
 
 
@@ -69,7 +70,7 @@ def finish_track(raw: FaceTrack, cfg: FaceConfig, frame_size: Tuple[int, int]) -
     boxes = smooth(raw.boxes, segments, cfg.smooth_window)
     flat = raw.landmarks.reshape(len(raw), N_LANDMARKS * 2)  # x, y of every point smoothed like a box coordinate
     landmarks = smooth(flat, segments, cfg.smooth_window).reshape(raw.landmarks.shape)
-    return FaceTrack(pad_boxes(boxes, cfg.pads, frame_size), landmarks.astype(np.float32))
+    return FaceTrack(pad_boxes(boxes, cfg.pads, frame_size), landmarks.astype(np.float32), raw.face_index)
 
 
 def box_track(box: Sequence[float], n: int, frame_size: Tuple[int, int], cfg: Optional[FaceConfig] = None) -> FaceTrack:
@@ -121,6 +122,7 @@ class _Follower:
         self.last: Optional[np.ndarray] = None
         self.alone = True  # no frame so far had more than one face
         self.most_faces = 0
+        self.chosen_index: Optional[int] = None  # the chosen face's left-to-right index where it was chosen
 
     def follow(self, faces: List[Face], size: Tuple[int, int]) -> Optional[Face]:
         self.alone = self.alone and len(faces) <= 1
@@ -129,6 +131,8 @@ class _Follower:
             return None
         if self.last is None:
             face = choose_face(faces, self.choice, size)
+            if face is not None:
+                self.chosen_index = left_to_right(faces).index(next(i for i, f in enumerate(faces) if f is face))
         else:
             face = self._match(faces) or (faces[0] if self.alone else None)
         if face is not None:
@@ -147,6 +151,12 @@ class _Follower:
                              f"(indices 0..{self.most_faces - 1}, left to right); pick one of those")
 
 
+def left_to_right(faces: List[Face]) -> List[int]:
+    """Positions in `faces` ordered by box centre, left to right: index N of this list is --face N."""
+    boxes = np.stack([face.box for face in faces])
+    return [int(i) for i in np.argsort((boxes[:, 0] + boxes[:, 2]) / 2, kind="stable")]
+
+
 def choose_face(faces: List[Face], choice: str, size: Tuple[int, int]) -> Optional[Face]:
     """'largest' (box area), 'center' (box centre nearest the frame centre) or 'N' (N-th from the left).
     None when the frame has fewer than N + 1 faces (the choice is made on a later frame)."""
@@ -158,9 +168,8 @@ def choose_face(faces: List[Face], choice: str, size: Tuple[int, int]) -> Option
         frame_centre = np.array([size[1], size[0]], dtype=np.float32) / 2
         return faces[int(np.argmin(np.linalg.norm(centres - frame_centre, axis=1)))]
     if choice.isdigit():
-        order = np.argsort((boxes[:, 0] + boxes[:, 2]) / 2, kind="stable")
         index = int(choice)
-        return faces[int(order[index])] if index < len(faces) else None
+        return faces[left_to_right(faces)[index]] if index < len(faces) else None
     raise UsageError(f"--face must be 'largest', 'center' or a face index, got {choice!r}")
 
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from lipsync_cli import audio, timing
+from lipsync_cli import audio, blend, timing
 from lipsync_cli.device import empty_cache, is_oom
 from lipsync_cli.faces import crop as square_crop
 
@@ -62,6 +62,18 @@ class Generator:
     def crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB frame → (S, S, 3) uint8 RGB model crop."""
         return square_crop.crop(frame, box, self.size)
+
+    def crop_at(self, frame: np.ndarray, track, row: int) -> np.ndarray:
+        """The model crop of source frame `row` of the clip's face track (families that crop by a box: `crop`)."""
+        return self.crop(frame, track.boxes[row])
+
+    def paste_back(self, frame: np.ndarray, generated: np.ndarray, mask: Optional[np.ndarray], track, row: int,
+                   weight: float) -> np.ndarray:
+        """frame (H, W, 3) uint8 RGB with the generated crop of source frame `row` blended in (weight 0..1)
+        inside a feathered lower-face mask (or the crop's predicted `mask`, (S, S) float32)."""
+        box, marks = track.boxes[row], track.landmarks[row]
+        lower = blend.lower_face_mask(box, marks, frame.shape, predicted=mask)
+        return blend.paste_back(frame, generated, box, lower * weight)
 
     def reference_plan(self, track) -> Optional[tuple[np.ndarray, Optional[np.ndarray]]]:
         """(picks, assign): the source frames whose crops become this clip's references, and which reference

@@ -27,6 +27,7 @@ from lipsync_cli.models import load_checkpoint
 
 # family name (= the architecture its checkpoints name) → its module; claims() are asked in this order
 FAMILIES = {
+    "latentsync": "lipsync_cli.generators.latentsync.generator",  # before musetalk, which claims any folder
     "musetalk": "lipsync_cli.generators.musetalk.generator",
     "wav2lip": "lipsync_cli.generators.wav2lip.generator",
     "refs": "lipsync_cli.generators.refs.generator",

@@ -6,6 +6,7 @@ import logging
 import subprocess
 import tempfile
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -38,8 +39,11 @@ def iter_frames(path, info: MediaInfo, fps: Optional[Fraction] = None) -> Iterat
         return
     rate = Fraction(fps or info.fps)
     expected = max(1, round(Fraction(info.duration) * rate))
-    yield from _stream_frames(_raw_rgb(path, vf=f"fps={rate.numerator}/{rate.denominator}", frames=expected),
-                              path, info.width, info.height, expected)
+    frames = _stream_frames(_raw_rgb(path, vf=f"fps={rate.numerator}/{rate.denominator}", frames=expected),
+                            path, info.width, info.height, expected)
+    # a --start window: the frames of the same resampled sequence from there on. Dropped here rather than by
+    # an ffmpeg trim after the fps filter, which started one frame late (ffmpeg 6/7).
+    yield from islice(frames, info.first_frame, None)
 
 
 def _raw_rgb(path, frames: int, **options) -> list[str]:

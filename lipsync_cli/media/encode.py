@@ -15,7 +15,7 @@ import numpy as np
 from lipsync_cli.errors import InputError, InternalError
 from lipsync_cli.media.atomic import atomic_output, check_output_folder
 from lipsync_cli.media.probe import probe
-from lipsync_cli.media.tools import command, media_arg, spawn, stderr_tail, stop
+from lipsync_cli.media.tools import command, media_arg, run, spawn, stderr_tail, stop
 
 AUDIO_BITRATE = "192k"  # AAC-LC; transparent enough for speech and music beds
 # Tag and convert with BT.709 so players (which assume 709 for HD) show the colours we decoded.
@@ -35,13 +35,17 @@ class VideoWriter:
     """
 
     def __init__(self, out_path, width: int, height: int, fps: Fraction, audio: Optional[Path] = None,
-                 crf: int = 18, preset: str = "medium"):
+                 crf: int = 18, preset: str = "medium", audio_start: float = 0.0,
+                 audio_seconds: Optional[float] = None):
+        """audio_start / audio_seconds: take that piece of `audio` (a --start/--duration window), else all."""
         self.out = Path(out_path)
         check_output_folder(self.out)
         self.size = (int(height), int(width))
         self.fps = Fraction(fps)
         self.audio = Path(audio) if audio is not None else None
-        self.audio_seconds = self._audio_seconds(self.audio)
+        self.audio_start = float(audio_start)
+        available = self._audio_seconds(self.audio) - self.audio_start
+        self.audio_seconds = available if audio_seconds is None else min(available, audio_seconds)
         self.crf, self.preset = crf, preset
         self.frames = 0
 
@@ -75,7 +79,8 @@ class VideoWriter:
         options = dict(vf="scale=out_color_matrix=bt709:out_range=tv", vcodec="libx264", preset=self.preset,
                        crf=self.crf, pix_fmt="yuv420p", r=rate, movflags="+faststart", **COLOUR_TAGS)
         if self.audio is not None:
-            streams.append(ffmpeg.input(media_arg(self.audio))["a:0"])
+            seek = {"ss": f"{self.audio_start:.6f}"} if self.audio_start else {}  # input seek: sample-exact
+            streams.append(ffmpeg.input(media_arg(self.audio), **seek)["a:0"])
             options.update(acodec="aac", audio_bitrate=AUDIO_BITRATE, t=f"{self.audio_seconds:.6f}")
         return command(ffmpeg.output(*streams, media_arg(self.tmp), **options).overwrite_output())
 
@@ -122,3 +127,17 @@ class VideoWriter:
         killed = f"ffmpeg killed by {signal.Signals(-code).name}" if code < 0 else f"ffmpeg exit code {code}"
         reason = stderr_tail(self._errors.read()) or killed
         return InternalError(f"encoding {self.out.name} failed (disk full or ffmpeg error): {reason}")
+
+
+def cut_piece(path: Path, out: Path, start: float, duration: Optional[float]) -> Path:
+    """Seconds [start, start + duration) of every video and audio stream of `path`, as `out` (.mkv): picture
+    lossless H.264 (qp 0), sound PCM, so measuring the piece measures the original's pixels and samples.
+    Input seeking decodes up to `start` and cuts there, frame-accurately, picture and sound together."""
+    import ffmpeg
+
+    source = ffmpeg.input(media_arg(path), ss=f"{start:.6f}", **({"t": f"{duration:.6f}"} if duration else {}))
+    res = run(command(source.output(media_arg(out), vcodec="libx264", qp=0, preset="ultrafast", acodec="pcm_s16le",
+                                    map_metadata=-1).overwrite_output()))
+    if res.returncode != 0:
+        raise InputError(f"could not cut {path.name} at {start:g} s ({stderr_tail(res.stderr)})")
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,6 +34,18 @@ class MediaInfo:
     is_vfr: bool  # frame steps vary: frames are resampled to `fps` on decode
     audio_duration: float  # seconds of the first audio stream, 0 without audio
     pix_fmt: str  # coded pixel format, e.g. "yuv420p", "yuv420p10le"
+    first_frame: int = 0  # frames at `fps` skipped at the start (a --start window); n_frames counts those after it
+
+
+def starting_at(info: MediaInfo, seconds: float) -> MediaInfo:
+    """The video from `seconds` on, cut at a frame boundary (frame round(seconds * fps)); a still image is
+    timeless and returned as is. InputError when that is past the last frame."""
+    if info.is_image or seconds <= 0:
+        return info
+    first = round(Fraction(seconds) * info.fps)
+    if first >= info.n_frames:
+        raise InputError(f"--start {seconds:g} is past the end of {info.path.name} ({info.duration:.2f} s of video)")
+    return replace(info, first_frame=info.first_frame + first, n_frames=info.n_frames - first)
 
 
 def probe(path) -> MediaInfo:

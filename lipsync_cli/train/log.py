@@ -1,5 +1,6 @@
-"""Run logs: a line per log step on the terminal (rich), every metric in RUN_DIR/metrics.csv, and
-TensorBoard event files too when the tensorboard package is installed. Only rank 0 writes.
+"""Run logs: a start line, a progress bar (rich: steps, ETA, the latest losses) and a line per log step on
+the terminal, every metric in RUN_DIR/metrics.csv, and TensorBoard event files too when the tensorboard
+package is installed. Only rank 0 writes (under torchrun the other ranks print nothing).
 
 metrics.csv is long-format (time, step, phase, metric, value): metrics that appear later (the sync
 loss once it is switched on, the discriminator's with --gan) need no new columns, and rows from
@@ -19,6 +20,7 @@ class RunLog:
     def __init__(self, run_dir: Path, enabled: bool, quiet: bool, resume_step: int | None = None):
         self.enabled, self.quiet = enabled, quiet
         self._file = self._writer = self._tb = None
+        self._progress = self._bar = None  # set by start() on rank 0 when not quiet
         if not enabled:
             return
         path = Path(run_dir) / "metrics.csv"
@@ -34,6 +36,26 @@ class RunLog:
 
         self.console = Console(stderr=True, highlight=False)
 
+    def start(self, line: str, step: int, max_steps: int) -> None:
+        """Print the start line and show the progress bar from `step` (a resumed run) to `max_steps`."""
+        self.say(line)
+        if not self.enabled or self.quiet:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+                                  TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=self.console)
+        self._progress.start()
+        self._bar = self._progress.add_task("train", total=max_steps, completed=step, losses="")
+
+    def step(self, metrics: dict[str, float] | None = None) -> None:
+        """One step done; `metrics` (when given) become the bar's latest losses."""
+        if self._progress is None:
+            return
+        fields = {"losses": "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "samples_per_s")} \
+            if metrics else {}
+        self._progress.update(self._bar, advance=1, **fields)
+
     def write(self, step: int, phase: str, metrics: dict[str, float], echo: bool = True) -> None:
         if not self.enabled:
             return
@@ -48,9 +70,12 @@ class RunLog:
 
     def say(self, line: str) -> None:
         if self.enabled and not self.quiet:
-            self.console.print(line)
+            self.console.print(line, soft_wrap=True)  # one line, whole words, for logs and grep
 
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
         if self._file is not None:
             self._file.close()
         if self._tb is not None:

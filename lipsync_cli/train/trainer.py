@@ -165,6 +165,17 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = RunLog(self.run_dir, self.rank == 0, self.quiet, resume_step)
         self.val_loader = self._val_loader()
+        self.log.start(self._start_line(resume_step), self.step, cfg.max_steps)
+
+    def _start_line(self, resume_step) -> str:
+        """Device, precision, processes, samples and the run folder: what a trainer checks before waiting."""
+        cfg = self.cfg
+        precision = "fp16 autocast (AMP)" if self.amp else "fp32"
+        procs = f" x {self.world} processes" if self.world > 1 else ""
+        resumed = f", resuming at step {resume_step}" if resume_step is not None else ""
+        return (f"training {type(self.task).__name__.removesuffix('Task').lower() or 'model'} on {self.device}{procs}, "
+                f"{precision}; {len(self.train_set)} train / {len(self.val_set)} val samples, batch {cfg.batch_size} "
+                f"per process; {cfg.max_steps} steps (log every {cfg.log_every}); run folder {self.run_dir}{resumed}")
 
     def _loop(self, stop: "_StopSignals") -> None:
         cfg = self.cfg
@@ -184,6 +195,7 @@ class Trainer:
             if due(self.step, cfg.log_every) or self.step == cfg.max_steps:
                 self.log.write(self.step, "train", {**metrics, "samples_per_s": seen / busy})
                 seen, busy = 0, 0.0
+            self.log.step(metrics)
             if due(self.step, cfg.val_every) or self.step == cfg.max_steps:
                 self._validate()
             saved = due(self.step, cfg.ckpt_every) or self.step == cfg.max_steps

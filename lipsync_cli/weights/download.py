@@ -35,7 +35,7 @@ def download(spec: WeightSpec, accept_licence: bool) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(dest) as part:  # verified before it takes the final name; removed on any failure
         _fetch_hub(spec, part) if spec.repo_id else _fetch_url(spec, part)
-        problem = check(spec, part)
+        problem = check(spec, part, downloaded=True)
         if problem:
             raise WeightsError(f"downloaded {spec.filename} from {spec.source} failed verification ({problem}); "
                                "nothing was kept: try again later or fetch it by hand into $LIPSYNC_WEIGHTS_DIR")

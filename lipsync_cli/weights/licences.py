@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.weights.env import env_flag
-from lipsync_cli.weights.manifest import WeightSpec, entry, family, looks_like_path, names, names_where
+from lipsync_cli.weights.manifest import WeightSpec, entry, expand, family, looks_like_path, names, names_where
 
 
 def require_licence(spec: WeightSpec, accepted: bool) -> None:
@@ -41,7 +41,7 @@ def model_entries(name_or_path: str | os.PathLike) -> list[str]:
         return family("musetalk")
     if path.is_file() or looks_like_path(text):
         return names_where(lambda spec: Path(spec.filename).name == path.name)
-    return family(text)
+    return expand(family(text))
 
 
 def licence_notice(entries: Iterable[str]) -> Optional[str]:

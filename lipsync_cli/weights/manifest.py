@@ -29,9 +29,11 @@ class WeightSpec:
     url: str = ""
     sha256: str = ""
     size: int = 0
+    approx_size: str = ""  # "~3.4 GB": shown by `weights list` where the exact size is not known here (never checked)
     noncommercial: bool = False
     commercial: str = "unknown"  # "yes" | "no" | "unknown": may a commercial user use it
     bundled_in: str = ""  # a Python package whose folder holds `filename` (pip installs it; never downloaded)
+    uses: tuple = ()  # other entries the model needs alongside this file (fetched and licensed with it)
 
     @property
     def source(self) -> str:
@@ -80,13 +82,38 @@ def family(architecture: str) -> list[str]:
     return names_where(lambda spec: spec.architecture == architecture)
 
 
+def families() -> list[str]:
+    """Names that stand for several entries (a family's parts, e.g. "musetalk"): architectures of two or more
+    entries that are not themselves an entry name."""
+    archs = [s.architecture for s in _manifest().values()]
+    return [a for a in dict.fromkeys(archs) if archs.count(a) > 1 and a not in _manifest()]
+
+
 def expand(selected: Iterable[str]) -> list[str]:
-    """Entry names, where a family name given as `--model` (e.g. "musetalk") stands for all its parts."""
+    """Entry names, where a family or variant name given as `--model` ("musetalk", "latentsync-1.5") stands for
+    all its parts, and each entry brings the entries it `uses` (LatentSync's UNet: its whisper file, mask and the
+    shared VAE). Unknown names raise UsageError naming the known ones."""
     out = []
     for name in selected:
-        parts = family(name) if name not in _manifest() else []
-        out.extend(parts or [name])
-    return out
+        parts = [name] if name in _manifest() else family(name) or [entry(name).name]
+        for part in parts:
+            out.extend([part, *_manifest()[part].uses])
+    return list(dict.fromkeys(out))
+
+
+def generator_names(generators: Iterable[str]) -> list[str]:
+    """What `--model NAME` accepts: the entries, families and variants whose architecture belongs to one of
+    `generators` (the generator registry's family names; passed in, since that registry resolves weights through
+    this package). A family's parts load only together, under the family name ("musetalk"); a variant architecture
+    ("latentsync-1.5" of the "latentsync" family) is accepted by its own name."""
+    generators, parts_of_a_family = set(generators), set(families())
+    out = []
+    for name, spec in _manifest().items():
+        arch = spec.architecture
+        base = arch.split("-")[0]
+        if base in generators:
+            out.append(arch if arch in parts_of_a_family or arch != base else name)
+    return list(dict.fromkeys(out))
 
 
 def looks_like_path(text: str) -> bool:

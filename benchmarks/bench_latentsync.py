@@ -1,0 +1,156 @@
+"""LatentSync 1.6 / 1.5 speed per stage and peak memory, with the real networks' sizes and random weights.
+
+    python benchmarks/bench_latentsync.py steps [--resolution 256 512] [--frames 16] [--device cpu] [--precision fp32]
+    python benchmarks/bench_latentsync.py stream CHECKPOINTS VIDEO AUDIO [--seconds 6 60]
+
+`steps`: the UNet (1.27 B parameters), VAE (84 M) and whisper-tiny encoder are built from the published
+configs (lipsync_cli.generators.latentsync.files.published_config, ../shared/reference/latentsync) with the
+libraries' random initialisation: same size and arithmetic as the published files, so the same speed and no
+download. Times ONE denoising step of one window (both guidance halves in one batch) at each resolution, the
+VAE encode (masked + reference) and decode of the window, and extrapolates to a whole window at upstream's 20
+steps. On a CPU one 16-frame window at 512 px takes minutes per step: `--frames 4` times a quarter window
+and scales by frames (the UNet's cost is linear in frames apart from the 16-frame temporal attention).
+
+`stream`: dubs the first 6 s and 60 s of AUDIO with a (tiny) checkpoints folder, each in a fresh process, and
+prints their peak RSS: streaming keeps it flat in length. Not a test: it prints tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def real_networks(device: str, resolution: int):
+    import torch
+    from diffusers import AutoencoderKL
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from lipsync_cli.generators.latentsync import files, unet
+
+    torch.manual_seed(0)
+    dims = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=4)
+    vae_cfg = dict(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+                   up_block_types=["UpDecoderBlock2D"] * 4, latent_channels=4, layers_per_block=2,
+                   norm_num_groups=32, sample_size=256, scaling_factor=0.18215)
+    mask = files.read_mask(ROOT.parent / "shared" / "reference" / "latentsync" / "mask.png")
+    with torch.device(device):  # initialised where they run: 1.27 B random numbers are slow to make on a CPU
+        return files.LatentSyncNetworks(unet.build(files.published_config(), device).eval(),
+                                        AutoencoderKL.from_config(vae_cfg).eval(),
+                                        WhisperEncoder(files.whisper_encoder_config(dims)).eval(), mask, resolution)
+
+
+def time_window(nets, frames: int, device: str, precision: str) -> dict:
+    """Seconds for one window's VAE encode, one guided UNet step, the decode; frames/s of whisper."""
+    import numpy as np
+    import torch
+
+    from lipsync_cli.config import LatentSyncConfig
+    from lipsync_cli.generators.latentsync import audio, paste, sampler
+    from lipsync_cli.generators.latentsync.generator import LatentSyncGenerator, LatentSyncModel
+    from lipsync_cli.device import autocast
+
+    gen = LatentSyncGenerator(model=LatentSyncModel(nets), device=device, precision=precision, batch_size=frames,
+                              cfg=LatentSyncConfig(), mask=paste.model_mask(nets.mask, nets.resolution))
+    res, h = nets.resolution, nets.resolution // 8
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (frames, res, res, 3), dtype=np.uint8)
+    out = {}
+    gen.rng = torch.Generator().manual_seed(0)
+    with torch.inference_mode(), autocast(device, precision):
+        start = time.perf_counter()
+        pix = paste.pixels(crops)
+        lat = gen._encode(torch.cat([paste.masked_pixels(pix, gen.mask).float(), pix]),
+                          sampler.draw_eps(gen.rng, 2 * frames, h))
+        out["vae encode (x2)"] = time.perf_counter() - start
+        mask = torch.from_numpy(paste.latent_mask(gen.mask)).to(device)[None, None, None].expand(1, 1, frames, h, h)
+        ctx = torch.from_numpy(rng.standard_normal((frames, 50, 384)).astype(np.float32)).to(device)
+        cond = sampler.Conditioning(mask, lat[:frames].transpose(0, 1)[None], lat[frames:].transpose(0, 1)[None], ctx)
+        latents = torch.randn(1, 4, frames, h, h, device=device)
+        start = time.perf_counter()
+        sampler.predict_noise(nets.unet, latents, torch.tensor(951), cond, guidance=1.5)
+        out["unet step (cfg)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        sampler.decode(nets.vae, latents, 4)
+        out["vae decode"] = time.perf_counter() - start
+    speech = rng.standard_normal(16000 * 10).astype(np.float32) * 0.1
+    start = time.perf_counter()
+    audio.contexts(speech, np.arange(250) / 25, nets.encoder)
+    out["whisper (10 s)"] = time.perf_counter() - start
+    return out
+
+
+def steps_mode(args) -> None:
+    import torch
+
+    from lipsync_cli.device import pick_device, pick_precision
+
+    device = pick_device(args.device)
+    precision = pick_precision(args.precision, device)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, device {device}, precision {precision}, frames per window {args.frames}")
+    for res in args.resolution:
+        nets = real_networks(device, res)
+        t = time_window(nets, args.frames, device, precision)
+        scale = 16 / args.frames
+        window_s = (t["vae encode (x2)"] + 20 * t["unet step (cfg)"] + t["vae decode"]) * scale
+        print(f"\n{res} px ({'1.6' if res == 512 else '1.5'}):")
+        for name, sec in t.items():
+            n = 250 if name.startswith("whisper") else args.frames
+            print(f"  {name:18s} {sec:8.2f} s   {n / sec:8.3f} frames/s")
+        print(f"  one 16-frame window at 20 steps with guidance: ~{window_s:.0f} s "
+              f"({window_s / 16 * 25:.0f} s per output second at 25 fps); peak RSS {peak_rss_mb():.0f} MB")
+        del nets
+
+
+def stream_mode(args) -> None:
+    for seconds in args.seconds:
+        with tempfile.TemporaryDirectory() as tmp:
+            audio = Path(tmp) / "a.wav"
+            from lipsync_cli.media import ffmpeg_exe
+
+            subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", args.audio, "-t",
+                            str(seconds), str(audio)], check=True)
+            code = ("import resource, sys, time; from lipsync_cli.cli import main; t = time.time()\n"
+                    "try: main()\nexcept SystemExit: pass\n"
+                    "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.time() - t)")
+            cmd = [sys.executable, "-c", code, "dub", args.video, str(audio), "-o", str(Path(tmp) / "o.mp4"),
+                   "--model", args.checkpoints, "--detector", "dlib", "--device", "cpu", "--steps", "1",
+                   "--guidance", "1", "-q"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("RSS")]
+            print(f"{seconds:5.0f} s of audio: peak RSS {line[0].split()[1] if line else '?'} MB, "
+                  f"{line[0].split()[2] if line else '?'} s" + ("" if line else f" ({proc.stderr.strip()[-200:]})"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("steps")
+    s.add_argument("--resolution", type=int, nargs="+", default=[256, 512])
+    s.add_argument("--frames", type=int, default=16)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--precision", default="fp32")
+    r = sub.add_parser("stream")
+    r.add_argument("checkpoints")
+    r.add_argument("video")
+    r.add_argument("audio")
+    r.add_argument("--seconds", type=float, nargs="+", default=[6, 60])
+    args = parser.parse_args()
+    steps_mode(args) if args.mode == "steps" else stream_mode(args)
+
+
+if __name__ == "__main__":
+    main()

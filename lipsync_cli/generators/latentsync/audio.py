@@ -1,0 +1,99 @@
+"""LatentSync's audio conditioning: speech → whisper-tiny encoder states → one (50, 384) context per frame.
+
+Upstream's front end (its vendored openai-whisper) differs from MuseTalk's in three ways the
+reference README pins down: the log-mel of the whole signal is taken without first padding it to
+30 s (so its maximum and floor come from the real audio only); each 3000-frame segment is padded
+with 0.0 in log-mel space; and the five states kept per step exclude the encoder's final LayerNorm.
+The window of each frame is taken at that frame's own timestamp (musetalk.whisper_audio.window_starts, the
+same 80 ms lead and 200 ms span), which equals upstream's chunk i at 25 fps; windows clamp at the
+ends (repeat the first/last step) as upstream's do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lipsync_cli.generators.musetalk.whisper_audio import SAMPLE_RATE, WINDOW_STEPS, window_starts
+
+N_FFT, HOP = 400, 160  # whisper's STFT: 25 ms windows every 10 ms
+N_MELS = 80
+SEGMENT_FRAMES = 3000  # log-mel frames per encoder call (30 s)
+LOG_FLOOR_DB = 8.0  # log10 units below the maximum that the log-mel is floored at
+
+
+def log_mel(signal: np.ndarray):
+    """(n,) float32 16 kHz mono in [-1, 1] → (80, n // 160) float32 torch log-mel, whisper's scaling."""
+    import librosa
+    import torch
+
+    audio = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32))
+    stft = torch.stft(audio, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
+    power = stft[..., :-1].abs() ** 2  # the last frame is dropped, as whisper does
+    filters = torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS))
+    log_spec = torch.clamp(filters @ power, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - LOG_FLOOR_DB)
+    return (log_spec + 4.0) / 4.0
+
+
+def encoder_states(mel, encoder) -> np.ndarray:
+    """(80, T) log-mel → (T // 2 per segment, joined: L, 5, 384) float32: per 20 ms step the block input
+    after the positions and the outputs of the 4 blocks, without the final LayerNorm."""
+    import torch
+
+    param = next(encoder.parameters())
+    steps = []
+    for start in range(0, max(mel.shape[1], 1), SEGMENT_FRAMES):
+        segment = mel[:, start:start + SEGMENT_FRAMES]
+        padded = torch.nn.functional.pad(segment, (0, SEGMENT_FRAMES - segment.shape[1]))  # 0.0, not silence
+        states = _layer_states(encoder, padded[None].to(param.device, param.dtype))  # (1500, 5, 384)
+        steps.append(states[:segment.shape[1] // 2])
+    return torch.cat(steps).numpy()
+
+
+def _layer_states(encoder, features):
+    """(1, 80, 3000) → (1500, layers + 1, D) float32 cpu, captured with hooks around the encoder layers."""
+    import torch
+
+    captured = []
+    hooks = [encoder.layers[0].register_forward_pre_hook(lambda _m, args: captured.append(args[0]))]
+    hooks += [layer.register_forward_hook(lambda _m, _a, out: captured.append(out[0] if isinstance(out, tuple) else out))
+              for layer in encoder.layers]
+    try:
+        with torch.inference_mode():
+            encoder(features)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.stack([c[0] for c in captured], dim=1).float().cpu()
+
+
+def chunk_index(n_steps: int, timestamps: np.ndarray) -> np.ndarray:
+    """(N,) frame timestamps in seconds → (N, 10) int64 feature steps of each frame's window, clamped."""
+    idx = window_starts(timestamps)[:, None] + np.arange(WINDOW_STEPS)[None, :]
+    return np.clip(idx, 0, n_steps - 1)
+
+
+def frame_chunks(states: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """states (L, 5, D), timestamps (N,) → (N, 50, D) float32 contexts, token 5·s + h (step-major)."""
+    idx = chunk_index(len(states), timestamps)
+    return states[idx].reshape(len(idx), -1, states.shape[-1]).astype(np.float32)
+
+
+class FrameContexts:
+    """The (N, 50, 384) contexts of a clip, cut from the encoder states when indexed: a frame's window
+    overlaps its neighbours' five-fold, so holding the states instead of the windows keeps a long clip's
+    audio 5x smaller (384 kB per second of speech instead of 1.9 MB)."""
+
+    def __init__(self, states: np.ndarray, timestamps: np.ndarray):
+        self.states, self.timestamps = states, np.asarray(timestamps, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return frame_chunks(self.states, np.atleast_1d(self.timestamps[index]))
+
+
+def contexts(speech: np.ndarray, timestamps: np.ndarray, encoder) -> FrameContexts:
+    """(n,) float32 16 kHz speech, (N,) frame times → (N, 50, 384) float32 cross-attention contexts (indexable)."""
+    return FrameContexts(encoder_states(log_mel(speech), encoder), timestamps)

@@ -12,16 +12,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_utils import lipsync_in_process
 from conftest import ffmpeg_bin, ffprobe_streams, shared_path
 
 
+@pytest.fixture(autouse=True)
+def _capfd(capfd):
+    """run_dub's in-process runs read what they write through this test's fd-level capture."""
+    global CAPFD
+    CAPFD = capfd
+    yield
+    CAPFD = None
+
+
+CAPFD = None
+
+
 def run_dub(video, audio, out, *extra, env=None, preexec_fn=None, model=None):
-    args = [sys.executable, "-m", "lipsync_cli", "dub", str(video), str(audio), "-o", str(out),
-            "--detector", "dlib", "--device", "cpu", "-q", *extra]
+    """`lipsync dub` in this process (tests/cli_utils.py); in a process of its own where a test gives it another
+    environment or resource limits: those runs also show the exit code and the one line as the shell sees them."""
+    args = ["dub", str(video), str(audio), "-o", str(out), "--detector", "dlib", "--device", "cpu", "-q", *extra]
     if model is not None:
         args += ["--model", str(model)]
+    if env is None and preexec_fn is None:
+        return lipsync_in_process(CAPFD, *args)
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run(args, capture_output=True, text=True, env=full_env, preexec_fn=preexec_fn, timeout=600)
+    return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True, env=full_env,
+                          preexec_fn=preexec_fn, timeout=600)
 
 
 def digest(path: Path):

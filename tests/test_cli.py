@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from cli_utils import lipsync_in_process
+
 from lipsync_cli import __version__
 
 
@@ -23,16 +25,16 @@ def test_help_lists_every_command_and_does_not_import_torch():
 
 
 @pytest.mark.parametrize("sub", [["train", "--help"], ["weights", "--help"]])
-def test_subcommand_groups(sub):
-    proc = lipsync(*sub)
+def test_subcommand_groups(sub, capfd):
+    proc = lipsync_in_process(capfd, *sub)
     assert proc.returncode == 0
     names = ("expert", "generator") if sub[0] == "train" else ("list", "download", "verify", "path")
     for name in names:
         assert name in proc.stdout
 
 
-def test_version():
-    proc = lipsync("--version")
+def test_version(capfd):
+    proc = lipsync_in_process(capfd, "--version")
     assert proc.returncode == 0 and __version__ in proc.stdout
 
 
@@ -45,8 +47,8 @@ def test_version():
     (["train", "generator", "d", "--expert", "e.pt", "-o", "r", "--arch", "refs", "--reference-mode", "all"],
      "--reference-mode"),
 ])
-def test_usage_errors_are_one_line_with_exit_code_2(args, needle):
-    proc = lipsync(*args)
+def test_usage_errors_are_one_line_with_exit_code_2(args, needle, capfd):
+    proc = lipsync_in_process(capfd, *args)
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -61,13 +63,27 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, needle):
     (["dub", "a.mp4", "b.wav", "--detector", "opencv"], "--detector"),
     (["train", "generator", "d", "--expert", "e.pt", "-o", "r", "--arch", "sd"], "--arch"),
 ])
-def test_parser_errors_are_the_parsers_one_line_with_exit_code_2(args, needle):
+def test_parser_errors_are_the_parsers_one_line_with_exit_code_2(args, needle, capfd):
     """Typer's own copy of click raises its own exception classes: they must still end as exit 2, one line."""
-    proc = lipsync(*args)
+    proc = lipsync_in_process(capfd, *args)
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["dub", "a.mp4", "b.wav", "--loop", "sideways"], 2, "--loop"),  # our usage error
+    (["dub", "a.mp4", "b.wav", "--no-such-option"], 2, "No such option"),  # the parser's own
+    (["train"], 2, ""),  # a bare group: help, no error line
+])
+def test_exit_codes_reach_the_shell(args, code, needle, capfd):
+    """The checks above call main() in process; here the real console process, for the same lines, exits with
+    the same code and the same stderr."""
+    proc = lipsync(*args)
+    assert proc.returncode == code, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr == lipsync_in_process(capfd, *args).stderr
 
 
 def test_documented_multi_value_options_parse(tmp_path):
@@ -141,8 +157,8 @@ def test_every_readme_command_line_parses(tokens):
     _leaf_context(typer.main.get_command(app), tokens)  # raises the parser's error on a bad line
 
 
-def test_bare_group_shows_help_without_an_error_line():
-    proc = lipsync("train")
+def test_bare_group_shows_help_without_an_error_line(capfd):
+    proc = lipsync_in_process(capfd, "train")
     assert proc.returncode == 2 and "expert" in proc.stdout
     assert "error" not in proc.stderr
 

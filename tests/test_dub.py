@@ -99,16 +99,6 @@ def test_variable_frame_rate_clip_stays_in_sync(tmp_path, wav2lip_ckpt):
     assert result.frames_edited > 0.8 * result.frames
 
 
-@pytest.mark.slow
-def test_portrait_hevc_clip(tmp_path, wav2lip_ckpt):
-    video = shared_path("media", "02_portrait_1080x1920_hevc.mp4")
-    audio = shared_path("media", "02b_dub_audio_en_16k.wav")
-    out = tmp_path / "portrait.mp4"
-    result = dub(video, audio, out, dlib_cfg(wav2lip_ckpt, batch_size=64))
-    check_output(out, 1080, 1920, audio_seconds(audio), Fraction(25))
-    assert result.frames_edited > 0.8 * result.frames
-
-
 def test_turned_head_with_glasses_looped_to_longer_audio(tmp_path, wav2lip_ckpt):
     video = shared_path("media", "05_turned_head_224_glasses.mp4")
     audio = shared_path("media", "04b_dub_audio_en_44k.wav")  # 5.0 s of speech for a 4.3 s clip

@@ -76,9 +76,10 @@ def test_sigterm_during_training_saves_checkpoint_and_resume_continues(tmp_path)
     proc.send_signal(signal.SIGTERM)
     err = finish(proc)
     assert proc.returncode == 143, err
-    assert "--resume" in err.strip().splitlines()[-1], err
+    assert "--resume" in err.strip().splitlines()[-1] and "SIGTERM" in err, err
     step = checkpoint_step(run / "last.pt")
     assert 1 <= step < 100000
+    assert (run / f"step_{step:08d}.pt").exists()  # the final checkpoint is also kept as that step's file
 
     resumed = subprocess.run([sys.executable, "-m", "lipsync_cli", *common, "--max-steps", str(step + 2), "--resume",
                               "-q"], capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))

@@ -366,22 +366,21 @@ def test_train_generator_refs_runs_both_stages_and_learns_the_synthetic_set(synt
     assert rgb.shape == (2, 3, 64, 64) and mask.shape == (2, 1, 64, 64)
 
 
-def test_cli_train_generator_refs_switches_reach_the_checkpoint(synthetic_refs_data, tmp_path):
-    """The ablation switches of `lipsync train generator --arch refs` end up in the saved network's config."""
-    import subprocess
-    import sys
-
+def test_cli_train_generator_refs_switches_reach_the_checkpoint(synthetic_refs_data, tmp_path, capfd):
+    """The ablation switches of `lipsync train generator --arch refs` end up in the saved network's config.
+    The CLI runs in this process (tests/cli_utils.py); the offline test below starts a real one."""
     from ckpt_utils import write_public_checkpoint
+    from cli_utils import lipsync_in_process
 
     from lipsync_cli.models import load_checkpoint
 
     expert = write_public_checkpoint(tmp_path / "expert.pth", "syncnet")
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "lipsync_cli", "train", "generator", str(synthetic_refs_data), "--arch", "refs",
+    args = ["train", "generator", str(synthetic_refs_data), "--arch", "refs",
             "--expert", str(expert), "-o", str(run), "--max-steps", "2", "--val-every", "2", "--ckpt-every", "2",
             "--batch-size", "2", "--workers", "0", "--device", "cpu", "--refs", "3", "--base", "8",
             "--perceptual", "off", "--mean-refs", "--no-residual", "--no-gan", "-q"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    proc = lipsync_in_process(capfd, *args)
     assert proc.returncode == 0, proc.stderr
     model = load_checkpoint(run / "last.pt", expect="generator")
     assert {k: model.config[k] for k in ("n_refs", "base", "attention", "residual", "mask_head")} == \
@@ -390,7 +389,7 @@ def test_cli_train_generator_refs_switches_reach_the_checkpoint(synthetic_refs_d
     assert "generator" in train_state["optimizers"]
     assert "discriminator" not in train_state["optimizers"] and "discriminator" not in train_state["nets"]  # --no-gan
 
-    bad = subprocess.run(args[:-1] + ["--perceptual", "vgg19"], capture_output=True, text=True, timeout=120)
+    bad = lipsync_in_process(capfd, *args[:-1], "--perceptual", "vgg19")
     assert bad.returncode == 2 and "--perceptual" in bad.stderr and "'off'" in bad.stderr, bad.stderr  # names choices
 
 

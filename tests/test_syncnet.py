@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from cli_utils import lipsync_in_process
 from conftest import make_face_clip, shared_path
 from syncnet_utils import deterministic_state, write_syncnet_v2
 
@@ -61,24 +62,54 @@ def _full_frames(ref) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def case_a(ref, model):
-    from lipsync_cli.evaluation import upstream_syncnet
-
-    return upstream_syncnet.score(ref["frames"], ref["audio"], model)
-
-
-@pytest.fixture(scope="module")
-def case_b(ref, model):
-    from lipsync_cli.evaluation import upstream_syncnet
-
-    return upstream_syncnet.score(ref["frames"], ref["shift_audio"], model)
-
-
-@pytest.fixture(scope="module")
 def case_c(ref, model):
     from lipsync_cli.evaluation import upstream_syncnet
 
     return upstream_syncnet.score(_full_frames(ref), ref["full_audio"], model)
+
+
+class _LipTowerFromCaseC:
+    """`model`, except that forward_lip answers from case C's run. README §3: cases A and B use case C's first
+    100 frames, and a lip window's embedding depends on its own 5 frames only, so window v's embedding is case
+    C's window v: the lip tower (nearly all of the CPU time) runs once, on case C. Every batch score() hands
+    over is checked to be exactly case C's batch for those windows; the audio tower really runs."""
+
+    def __init__(self, model, full_frames, full_im_feat):
+        self.model, self.full_frames, self.full_im_feat, self.start = model, full_frames, full_im_feat, 0
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def forward_aud(self, mfcc):
+        return self.model.forward_aud(mfcc)
+
+    def forward_lip(self, batch):
+        import torch
+
+        from lipsync_cli.evaluation import upstream_syncnet
+
+        stop = self.start + len(batch)
+        assert torch.equal(batch, upstream_syncnet._lip_batch(self.full_frames, self.start, stop))
+        self.start, start = stop, self.start
+        return torch.from_numpy(self.full_im_feat[start:stop])
+
+
+def _score_on_case_c_frames(ref, audio, model, case_c):
+    from lipsync_cli.evaluation import upstream_syncnet
+
+    full = _full_frames(ref)
+    assert np.array_equal(ref["frames"], full[:100])  # README §3: "The first 100 decoded frames equal frames"
+    return upstream_syncnet.score(ref["frames"], audio, _LipTowerFromCaseC(model, full, case_c["im_feat"]))
+
+
+@pytest.fixture(scope="module")
+def case_a(ref, model, case_c):
+    return _score_on_case_c_frames(ref, ref["audio"], model, case_c)
+
+
+@pytest.fixture(scope="module")
+def case_b(ref, model, case_c):
+    return _score_on_case_c_frames(ref, ref["shift_audio"], model, case_c)
 
 
 # ---- the network and its file ----------------------------------------------------------------------
@@ -310,8 +341,12 @@ def expert_file(tmp_path_factory):
     return write_public_checkpoint(tmp_path_factory.mktemp("expert") / "lipsync_expert.pth", "syncnet")
 
 
-def _evaluate(*args, env=None):
-    cmd = [sys.executable, "-m", "lipsync_cli", "evaluate", *map(str, args), "--detector", "dlib", "--device", "cpu"]
+def _evaluate(*args, env=None, capfd=None):
+    """`lipsync evaluate ARGS`: a process of its own, or with capfd in this process (tests/cli_utils.py)."""
+    args = ["evaluate", *map(str, args), "--detector", "dlib", "--device", "cpu"]
+    if capfd is not None:
+        return lipsync_in_process(capfd, *args)
+    cmd = [sys.executable, "-m", "lipsync_cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
@@ -359,7 +394,7 @@ def test_30fps_clip_is_scored_at_25fps_on_a_detected_face(tmp_path, speech_wav, 
     assert "LSE per second" in out and "expert sync" in out
 
 
-def test_clip_without_a_face(tmp_path, speech_wav, model_file, expert_file):
+def test_clip_without_a_face(tmp_path, speech_wav, model_file, expert_file, capfd):
     from fractions import Fraction
 
     from lipsync_cli.evaluation import lse
@@ -371,7 +406,7 @@ def test_clip_without_a_face(tmp_path, speech_wav, model_file, expert_file):
     with VideoWriter(video, 160, 120, Fraction(25), audio=speech_wav) as writer:
         for _ in range(25):
             writer.write(np.full((120, 160, 3), 90, np.uint8))
-    proc = _evaluate(video, "--expert", expert_file, "--syncnet", model_file)
+    proc = _evaluate(video, "--expert", expert_file, "--syncnet", model_file, capfd=capfd)
     assert proc.returncode == 1 and "no face found" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     empty = FaceTrack(np.full((25, 4), np.nan, np.float32), np.full((25, 68, 2), np.nan, np.float32))
     with pytest.raises(InputError, match="LSE-D/LSE-C need a visible face"):
@@ -380,16 +415,16 @@ def test_clip_without_a_face(tmp_path, speech_wav, model_file, expert_file):
 
 @pytest.mark.parametrize("kind, needle", [("expert", "not syncnet_python's syncnet_v2.model"),
                                           ("text", "not a readable checkpoint")])
-def test_wrong_file_as_syncnet_weights_is_one_line_exit_1(tmp_path, expert_file, kind, needle):
+def test_wrong_file_as_syncnet_weights_is_one_line_exit_1(tmp_path, expert_file, kind, needle, capfd):
     weights = expert_file if kind == "expert" else _bad_files(tmp_path)["text"]
-    proc = _evaluate(shared_path(*EXAMPLE), "--expert", expert_file, "--syncnet", weights)
+    proc = _evaluate(shared_path(*EXAMPLE), "--expert", expert_file, "--syncnet", weights, capfd=capfd)
     assert proc.returncode == 1, proc.stderr
     assert needle in proc.stderr and proc.stderr.startswith("error:")
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
-def test_bad_face_crop_value_is_a_usage_error():
-    proc = _evaluate("a.mp4", "--face-crop", "square")
+def test_bad_face_crop_value_is_a_usage_error(capfd):
+    proc = _evaluate("a.mp4", "--face-crop", "square", capfd=capfd)
     assert proc.returncode == 2 and "--face-crop" in proc.stderr
 
 

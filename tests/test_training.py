@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_utils import lipsync_in_process
 from conftest import expert_learnability_config
 
 from lipsync_cli.config import ExpertConfig, GeneratorConfig, TrainConfig
@@ -216,27 +217,6 @@ def test_kill9_then_resume_continues_exactly(synthetic_data, tmp_path):
         torch.testing.assert_close(value, reference[name], msg=name)
 
 
-def test_sigterm_writes_a_final_checkpoint(synthetic_data, tmp_path):
-    run = tmp_path / "run"
-    proc = _cli(*_train_args(synthetic_data, run, steps=10_000, ckpt_every=10_000))
-    deadline = time.time() + 240
-    while not _rows_safe(run) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 143, out
-    assert "SIGTERM" in out and "--resume" in out
-    step = torch.load(run / "last.pt", weights_only=True)["train"]["step"]
-    assert step >= 1 and (run / f"step_{step:08d}.pt").exists()
-
-
-def _rows_safe(run: Path) -> list:
-    try:
-        return [s for s, m in _rows(run, "train")]
-    except (FileNotFoundError, KeyError):
-        return []
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -308,22 +288,22 @@ def test_generator_masked_l1_falls(synthetic_data, expert_ckpt, tmp_path):
     assert l1[0][0] == 0 and l1[-1][1] <= 0.7 * l1[0][1], l1
 
 
-def test_resume_refuses_other_settings_but_may_run_longer(synthetic_data, tmp_path):
+def test_resume_refuses_other_settings_but_may_run_longer(synthetic_data, tmp_path, capfd):
     """--resume with another --batch-size (epoch arithmetic) or --lr is a one-line input error naming the option;
-    more --max-steps continues the same run."""
+    more --max-steps continues the same run. `lipsync train` in this process (tests/cli_utils.py): the kill -9
+    test above runs it as a process of its own."""
     run = tmp_path / "run"
-    first = _cli(*_train_args(synthetic_data, run, steps=2, ckpt_every=2))
-    assert first.wait(timeout=240) == 0, first.stdout.read()
+    first = lipsync_in_process(capfd, *_train_args(synthetic_data, run, steps=2, ckpt_every=2))
+    assert first.returncode == 0, first.stdout + first.stderr
     for extra, option in ((["--batch-size", "4"], "--batch-size"), (["--lr", "0.001"], "--lr")):
         args = _train_args(synthetic_data, run, steps=4, ckpt_every=2) + ["--resume"]
         args[args.index("--batch-size"):args.index("--batch-size") + 2] = ["--batch-size", "2"]
-        bad = _cli(*args, *extra)
-        out = bad.communicate(timeout=240)[0]
+        bad = lipsync_in_process(capfd, *args, *extra)
+        out = bad.stdout + bad.stderr
         assert bad.returncode == 1, out
         assert option in out and "--resume" in out and len(out.strip().splitlines()) == 1, out
-    longer = _cli(*_train_args(synthetic_data, run, steps=4, ckpt_every=2), "--resume")
-    out = longer.communicate(timeout=240)[0]
-    assert longer.returncode == 0, out
+    longer = lipsync_in_process(capfd, *_train_args(synthetic_data, run, steps=4, ckpt_every=2), "--resume")
+    assert longer.returncode == 0, longer.stdout + longer.stderr
     assert torch.load(run / "last.pt", weights_only=True)["train"]["step"] == 4
 
 

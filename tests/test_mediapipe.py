@@ -271,7 +271,7 @@ def test_dub_04_with_its_audio(tmp_path, weights_dir, wav2lip_ckpt):
     fps = float(probe(video).fps)
     check_dub_output(out, 700, 700, len(load_audio(audio)) / 16000, fps)
     frames = round(2.0 * fps)
-    assert f"dubbed {frames} frames ({frames} edited; faces: mediapipe)" in proc.stderr
+    assert f"dubbed {frames} frames ({frames} edited; faces: mediapipe; face 0 (--face largest)" in proc.stderr
     # the tiny checkpoint is named like the public wav2lip_gan (non-commercial); the face model is cleared
     assert licence_lines(proc.stderr) == ["licence: not cleared for commercial use: wav2lip_gan (non-commercial) "
                                           "(`lipsync weights list` shows each licence)"]
@@ -297,7 +297,7 @@ def test_commercial_dub_of_05_with_musetalk_says_every_model_is_cleared(tmp_path
     proc = run_dub(video, audio, "-o", out, "--model", musetalk_dir, "--commercial", weights_dir=weights_dir)
     assert proc.returncode == 0, proc.stderr
     check_dub_output(out, 224, 224, 1.0, 25.0)
-    assert "dubbed 25 frames (25 edited; faces: mediapipe)" in proc.stderr
+    assert "dubbed 25 frames (25 edited; faces: mediapipe; face 0 (--face largest)" in proc.stderr
     [line] = licence_lines(proc.stderr)
     assert line.startswith("licence: every model of this run is cleared for commercial use (musetalk_unet")
     assert "face_landmarker" in line

@@ -148,17 +148,17 @@ def skip_outcome(job: Job, force: bool = False) -> Optional[Outcome]:
 
 
 def prepare_jobs(jobs_file: Path, cfg: DubConfig, shard: tuple[int, int]) -> tuple[list[Job], list[Outcome]]:
-    """(this shard's rows to dub, outcomes already known: rows failed by check_jobs, rows skipped)."""
-    jobs = shard_jobs(read_jobs(jobs_file), shard)
-    runnable, known = check_jobs(jobs)
-    todo = []
-    for job in runnable:
-        skipped = skip_outcome(job, cfg.force)
-        if skipped:
-            known.append(skipped)
+    """(this shard's rows to dub, outcomes already known: rows failed by check_jobs, rows skipped). A done row is
+    skipped before its inputs are checked: a resumed batch whose finished sources were moved away still exits 0."""
+    skipped, pending = [], []
+    for job in shard_jobs(read_jobs(jobs_file), shard):
+        outcome = skip_outcome(job, cfg.force)
+        if outcome:
+            skipped.append(outcome)
         else:
-            todo.append(job)
-    return todo, known
+            pending.append(job)
+    todo, failed = check_jobs(pending)
+    return todo, failed + skipped
 
 
 def batch_config(cfg: DubConfig) -> DubConfig:

@@ -141,6 +141,20 @@ def ffprobe_streams(path: Path) -> dict:
     return streams
 
 
+def check_dub_output(out: Path, width: int, height: int, seconds: float, fps: float) -> dict:
+    """A dub's output as every family must write it: H.264 yuv420p + AAC, this size, frame rate and duration
+    (within 1.5 frames); returns ffprobe's streams for further checks."""
+    from fractions import Fraction
+
+    s = ffprobe_streams(out)
+    v, a = s["video"], s["audio"]
+    assert v["codec_name"] == "h264" and v["pix_fmt"] == "yuv420p" and a["codec_name"] == "aac"
+    assert (int(v["width"]), int(v["height"])) == (width, height)
+    assert float(Fraction(v["avg_frame_rate"])) == pytest.approx(float(fps), rel=1e-3)
+    assert float(s["format"]["duration"]) == pytest.approx(seconds, abs=1.5 / float(fps) + 0.05)
+    return s
+
+
 @pytest.fixture(scope="session")
 def wav2lip_ckpt(tmp_path_factory) -> Path:
     """A random-weight generator checkpoint in the public Wav2Lip file layout."""

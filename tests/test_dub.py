@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ffprobe_streams, shared_path
+from conftest import check_dub_output, ffprobe_streams, shared_path
 
 from lipsync_cli.config import DubConfig, FaceConfig
 from lipsync_cli.pipeline import dub
@@ -30,13 +30,7 @@ def audio_seconds(path):
 
 
 def check_output(out: Path, width: int, height: int, seconds: float, fps: Fraction):
-    s = ffprobe_streams(out)
-    v, a = s["video"], s["audio"]
-    assert v["codec_name"] == "h264" and v["pix_fmt"] == "yuv420p"
-    assert a["codec_name"] == "aac"
-    assert (int(v["width"]), int(v["height"])) == (width, height)
-    assert Fraction(v["avg_frame_rate"]) == pytest.approx(float(fps), rel=1e-3)
-    assert float(s["format"]["duration"]) == pytest.approx(seconds, abs=1.5 / float(fps) + 0.05)
+    v = check_dub_output(out, width, height, seconds, fps)["video"]
     assert int(v["nb_frames"]) == pytest.approx(seconds * float(fps), abs=1.5)
 
 

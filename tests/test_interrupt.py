@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
+from lipsync_cli.frames import SPOOL_PREFIX
+
 
 def start(args: list[str], tmpdir: Path) -> subprocess.Popen:
     """The real CLI, with its own TMPDIR so we can see every temp file it leaves."""
@@ -29,11 +31,11 @@ def finish(proc: subprocess.Popen) -> str:
     return err
 
 
-# The long sentence (~6 s) on the 3 s clip: pass 2 loops the clip (spooled to a temp dir) and generates
+# The long sentence (~6 s) on the 3 s clip: pass 2 loops the clip (spooled beside the output) and generates
 # ~150 frames, long enough to be interrupted half-way.
 @pytest.mark.parametrize("sig, code, moment", [
     (signal.SIGTERM, 143, "encoding"),  # the output's partial file exists and frames are going in
-    (signal.SIGINT, 130, "spooling"),  # the looped clip is being spooled to a temp dir
+    (signal.SIGINT, 130, "spooling"),  # the looped clip is being spooled beside the output
 ])
 def test_interrupted_dub_leaves_nothing(tmp_path, face_clip, speech_wav, wav2lip_ckpt, sig, code, moment):
     outdir, tmpdir = tmp_path / "out", tmp_path / "tmp"
@@ -45,15 +47,15 @@ def test_interrupted_dub_leaves_nothing(tmp_path, face_clip, speech_wav, wav2lip
         wait_for(lambda: list(outdir.glob("*partial*")), proc)
         time.sleep(1.0)  # into generation/encoding, not just the encoder's start
     else:
-        wait_for(lambda: list(tmpdir.glob("lipsync-frames-*")), proc)
+        wait_for(lambda: list(outdir.glob(SPOOL_PREFIX + "*")), proc)
     assert proc.poll() is None, "finished before the signal: use a longer speech"
     proc.send_signal(sig)
     err = finish(proc)
     assert proc.returncode == code, err
     assert err.strip().splitlines()[-1].startswith("error: ") and "partial output was removed" in err, err
     assert "Traceback" not in err
-    assert list(outdir.iterdir()) == []  # no output, no .partial file
-    assert list(tmpdir.iterdir()) == []  # no lipsync-frames-* spool, no ffmpeg stderr file
+    assert list(outdir.iterdir()) == []  # no output, no .partial file, no loop spool
+    assert list(tmpdir.iterdir()) == []  # no ffmpeg stderr file
 
 
 def checkpoint_step(path: Path) -> int:

@@ -8,12 +8,11 @@ import glob
 import os
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, ffmpeg_bin, ffprobe_streams, shared_path
+from conftest import SHARED, check_dub_output, ffmpeg_bin, shared_path
 
 from lipsync_cli.config import FaceConfig
 from lipsync_cli.faces import detector_weights, get_detector, resolve_name
@@ -256,15 +255,6 @@ def short_audio(src: Path, out: Path, seconds: float) -> Path:
     return out
 
 
-def check_output(out: Path, width: int, height: int, seconds: float, fps: float) -> None:
-    s = ffprobe_streams(out)
-    v, a = s["video"], s["audio"]
-    assert v["codec_name"] == "h264" and v["pix_fmt"] == "yuv420p" and a["codec_name"] == "aac"
-    assert (int(v["width"]), int(v["height"])) == (width, height)
-    assert float(Fraction(v["avg_frame_rate"])) == pytest.approx(fps, rel=1e-3)
-    assert float(s["format"]["duration"]) == pytest.approx(seconds, abs=1.5 / fps + 0.05)
-
-
 def licence_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("licence:")]
 
@@ -279,9 +269,9 @@ def test_dub_04_with_its_audio(tmp_path, weights_dir, wav2lip_ckpt):
     proc = run_dub(video, audio, "-o", out, "--model", wav2lip_ckpt, "--detector", "mediapipe", weights_dir=weights_dir)
     assert proc.returncode == 0, proc.stderr
     fps = float(probe(video).fps)
-    check_output(out, 700, 700, len(load_audio(audio)) / 16000, fps)
+    check_dub_output(out, 700, 700, len(load_audio(audio)) / 16000, fps)
     frames = round(2.0 * fps)
-    assert f"dubbed {frames} frames ({frames} edited; faces: mediapipe)" in proc.stderr
+    assert f"dubbed {frames} frames ({frames} edited; faces: mediapipe; face 0 (--face largest)" in proc.stderr
     # the tiny checkpoint is named like the public wav2lip_gan (non-commercial); the face model is cleared
     assert licence_lines(proc.stderr) == ["licence: not cleared for commercial use: wav2lip_gan (non-commercial) "
                                           "(`lipsync weights list` shows each licence)"]
@@ -306,8 +296,8 @@ def test_commercial_dub_of_05_with_musetalk_says_every_model_is_cleared(tmp_path
     out = tmp_path / "out.mp4"
     proc = run_dub(video, audio, "-o", out, "--model", musetalk_dir, "--commercial", weights_dir=weights_dir)
     assert proc.returncode == 0, proc.stderr
-    check_output(out, 224, 224, 1.0, 25.0)
-    assert "dubbed 25 frames (25 edited; faces: mediapipe)" in proc.stderr
+    check_dub_output(out, 224, 224, 1.0, 25.0)
+    assert "dubbed 25 frames (25 edited; faces: mediapipe; face 0 (--face largest)" in proc.stderr
     [line] = licence_lines(proc.stderr)
     assert line.startswith("licence: every model of this run is cleared for commercial use (musetalk_unet")
     assert "face_landmarker" in line

@@ -8,13 +8,12 @@ import json
 import re
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_utils import lipsync_in_process
-from conftest import ffmpeg_bin, ffprobe_streams, make_speech, shared_path
+from conftest import check_dub_output, ffmpeg_bin, make_speech, shared_path
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
@@ -295,15 +294,6 @@ def short_audio(src: Path, out: Path, seconds: float) -> Path:
     return out
 
 
-def check_output(out: Path, width: int, height: int, seconds: float, fps: float):
-    s = ffprobe_streams(out)
-    v, a = s["video"], s["audio"]
-    assert v["codec_name"] == "h264" and v["pix_fmt"] == "yuv420p" and a["codec_name"] == "aac"
-    assert (int(v["width"]), int(v["height"])) == (width, height)
-    assert float(Fraction(v["avg_frame_rate"])) == pytest.approx(fps, rel=1e-3)
-    assert float(s["format"]["duration"]) == pytest.approx(seconds, abs=1.5 / fps + 0.05)
-
-
 def audio_seconds(path: Path) -> float:
     from lipsync_cli.media import load_audio
 
@@ -319,7 +309,7 @@ def test_cli_dubs_the_vfr_clip_with_a_models_folder(tmp_path, models_dir):
     assert proc.returncode == 0, proc.stderr
     from lipsync_cli.media import probe
 
-    check_output(out, 700, 700, audio_seconds(audio), float(probe(video).fps))
+    check_dub_output(out, 700, 700, audio_seconds(audio), float(probe(video).fps))
     assert "0 edited" not in proc.stderr
 
 
@@ -330,7 +320,7 @@ def test_cli_dubs_the_portrait_hevc_clip(tmp_path, models_dir):
     out = tmp_path / "portrait.mp4"
     proc = run_cli(video, audio, "-o", out, "--model", models_dir, "--reference", "kmeans", process=True)
     assert proc.returncode == 0, proc.stderr
-    check_output(out, 1080, 1920, audio_seconds(audio), 25.0)
+    check_dub_output(out, 1080, 1920, audio_seconds(audio), 25.0)
     # the one family dubbed on this clip (it was two): the face is found and dubbed in most frames
     frames, edited = map(int, re.search(r"dubbed (\d+) frames \((\d+) edited", proc.stderr).groups())
     assert edited > 0.8 * frames
@@ -342,7 +332,7 @@ def test_cli_dubs_a_still_image(tmp_path, models_dir, face_image):
     out = tmp_path / "still.mp4"
     proc = run_cli(face_image, audio, "-o", out, "--model", models_dir)
     assert proc.returncode == 0, proc.stderr
-    check_output(out, 300, 300, audio_seconds(audio), 25.0)
+    check_dub_output(out, 300, 300, audio_seconds(audio), 25.0)
     assert "0 edited" not in proc.stderr
 
 

@@ -17,6 +17,7 @@ from lipsync_cli.config import PreprocessConfig
 from lipsync_cli.data.clip import fill_gaps, longest_run, to_crop_coords
 from lipsync_cli.data.preprocess import preprocess, write_manifest
 from lipsync_cli.data.sources import assign_splits, find_clips, shard, split_groups
+from lipsync_cli.faces.base import FaceDetector
 
 CFG = PreprocessConfig(detector="dlib", device="cpu", val_fraction=0.3)
 GOOD = {"anna/take1", "anna/take2", "bob/take1"}
@@ -220,7 +221,7 @@ def test_grid_clips_in_place(tmp_path):
             80 * clip["seconds"], abs=2)
 
 
-class _GappyDetector:
+class _GappyDetector(FaceDetector):
     """A fake backend: one fixed face with landmarks, except in the frames listed as missing."""
 
     name = "fake"

@@ -316,6 +316,8 @@ def test_unreachable_cluster_is_one_line_exit_1(tmp_path):
         port = free.getsockname()[1]
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("video,audio,output\nv.mp4,a.wav,o.mp4\n")
+    for name in ("v.mp4", "a.wav"):  # readable inputs: the row passes the up-front check and needs the cluster
+        (tmp_path / name).write_bytes(b"\0")
     proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", "--jobs", str(jobs), "--ray",
                            "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stderr

@@ -13,10 +13,27 @@ import subprocess
 import sys
 import warnings
 
+import pytest
+
 # a fresh interpreter's default filters (no -W, no PYTHONWARNINGS), in precedence order
 FRESH_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, ""),
                  ("ignore", PendingDeprecationWarning, ""), ("ignore", ImportWarning, ""),
                  ("ignore", ResourceWarning, "")]
+
+
+_HELD: dict = {}  # the running test's capfd, for a module's helpers that run the CLI in process
+
+
+@pytest.fixture(autouse=True)
+def hold_capfd(capfd):
+    """Imported into a test module, hands each of its tests' fd-level capture to held_capfd()."""
+    _HELD["capfd"] = capfd
+    yield
+    _HELD.clear()
+
+
+def held_capfd():
+    return _HELD["capfd"]
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):

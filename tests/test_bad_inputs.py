@@ -12,20 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_utils import lipsync_in_process
+from cli_utils import held_capfd, hold_capfd, lipsync_in_process  # noqa: F401 (hold_capfd: autouse fixture)
 from conftest import ffmpeg_bin, ffprobe_streams, shared_path
-
-
-@pytest.fixture(autouse=True)
-def _capfd(capfd):
-    """run_dub's in-process runs read what they write through this test's fd-level capture."""
-    global CAPFD
-    CAPFD = capfd
-    yield
-    CAPFD = None
-
-
-CAPFD = None
 
 
 def run_dub(video, audio, out, *extra, env=None, preexec_fn=None, model=None):
@@ -35,7 +23,7 @@ def run_dub(video, audio, out, *extra, env=None, preexec_fn=None, model=None):
     if model is not None:
         args += ["--model", str(model)]
     if env is None and preexec_fn is None:
-        return lipsync_in_process(CAPFD, *args)
+        return lipsync_in_process(held_capfd(), *args)
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True, env=full_env,
                           preexec_fn=preexec_fn, timeout=600)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_utils import lipsync_in_process
+from cli_utils import held_capfd, hold_capfd, lipsync_in_process  # noqa: F401 (hold_capfd: autouse fixture)
 from conftest import check_dub_output, ffmpeg_bin, make_speech, shared_path
 
 pytest.importorskip("diffusers")
@@ -265,18 +265,6 @@ def test_bf16_stays_within_the_measured_tolerance(models_dir, vec):
 # ---------------------------------------------------------------- end to end through the CLI
 
 
-@pytest.fixture(autouse=True)
-def _capfd(capfd):
-    """run_cli's in-process runs read what they write through this test's fd-level capture."""
-    global CAPFD
-    CAPFD = capfd
-    yield
-    CAPFD = None
-
-
-CAPFD = None
-
-
 def run_cli(*args, env=None, process=False):
     """`lipsync dub ARGS` in this process (tests/cli_utils.py: no interpreter, torch and diffusers import per run);
     in a process of its own with another environment, or where a test asks for the real console process."""
@@ -284,7 +272,7 @@ def run_cli(*args, env=None, process=False):
 
     args = ["dub", *map(str, args), "--detector", "dlib", "--device", "cpu"]
     if env is None and not process:
-        return lipsync_in_process(CAPFD, *args)
+        return lipsync_in_process(held_capfd(), *args)
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True, env=full_env)
 

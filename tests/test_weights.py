@@ -555,3 +555,11 @@ def test_weights_list_shows_the_commercial_column_and_the_bundled_dlib_model():
     assert row["commercial"] == "no" and row["cached"].startswith("yes"), row  # the test extra installs it
     row = _list_rows(proc.stdout)["face_landmarker"]  # the MediaPipe face backend: cleared
     assert (row["architecture"], row["licence"], row["commercial"]) == ("mediapipe", "Apache-2.0", "yes"), row
+
+
+def test_small_pinned_sizes_read_in_kilobytes():
+    """LatentSync's 1,871-byte mask read "0.0 MB" in `weights list`."""
+    from lipsync_cli.weights import table
+
+    assert table.size_text(weights.entry("latentsync_mask"), None) == "1.9 kB"
+    assert table.size_text(weights.entry("face_landmarker"), None) == "3.8 MB"

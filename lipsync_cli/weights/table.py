@@ -19,6 +19,8 @@ def size_text(spec: WeightSpec, local_bytes: Optional[int]) -> str:
     """The pinned size, else the local copy's, else the manifest's approximate one, else 'unknown'."""
     known = spec.size or local_bytes
     if known:
+        if known < 100e3:  # LatentSync's 1.9 kB mask read as "0.0 MB"
+            return f"{known / 1e3:.1f} kB"
         return f"{known / 1e6:.1f} MB" if known < 10e6 else f"{known / 1e6:.0f} MB"
     return spec.approx_size or "unknown"
 

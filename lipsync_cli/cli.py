@@ -133,7 +133,7 @@ def dub(
     cpus_per_worker: int = typer.Option(RAY.cpus_per_worker, "--cpus-per-worker", min=1, help="With --ray on a cluster without GPUs: cores per worker."),
     start: float = StartOpt,
     duration: Optional[float] = DurationOpt,
-    tmp_dir: Optional[Path] = typer.Option(None, "--tmp-dir", help="Where a looped video's frames are spooled (default: a hidden folder beside the output); its free space is checked first."),
+    tmp_dir: Optional[Path] = typer.Option(DUB.tmp_dir, "--tmp-dir", help="Where a looped video's frames are spooled (default: a hidden folder beside the output); its free space is checked first."),
     force: bool = typer.Option(DUB.force, "--force", "-f", help="Overwrite an existing output (with --jobs: dub every row again, done ones too)."),
     commercial: bool = typer.Option(DUB.commercial, "--commercial",
                                     help="Refuse to start unless every model of the run is cleared for commercial use "

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from random_weights import random_public_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = ["wav2lip", "musetalk", "lse", "lse-nojpeg"]
 ARCH = ROOT.parent / "shared" / "reference" / "musetalk" / "musetalk_arch.json"
 
 
@@ -30,10 +33,12 @@ def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> 
     """Dub (or score, for LSE) once in this process; its peak RSS in MB."""
     from lipsync_cli.config import DubConfig, FaceConfig
 
-    if family == "lse":
-        from lipsync_cli.evaluation import lse
+    if family.startswith("lse"):
+        from lipsync_cli.evaluation import lse, upstream_syncnet
 
-        lse.measure(Path(video), None, model)
+        # evaluate's default crop: upstream's crop around the face track (here the fixed box at 25 fps)
+        lse.measure(Path(video), None, upstream_syncnet.load(model), box_track(video, box),
+                    jpeg=family == "lse")
     else:
         from lipsync_cli.pipeline import dub
 
@@ -44,14 +49,27 @@ def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> 
     return {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def box_track(video: str, box: list[int]):
+    """The raw face track evaluate hands to LSE, with `box` in every 25 fps frame instead of detections."""
+    import numpy as np
+
+    from lipsync_cli import media
+    from lipsync_cli.evaluation import upstream_syncnet
+    from lipsync_cli.faces.track import FaceTrack
+
+    n = int(media.probe(video).duration * upstream_syncnet.FPS)
+    return FaceTrack(boxes=np.tile(np.float32(box), (n, 1)), landmarks=np.full((n, 68, 2), np.nan, np.float32))
+
+
 def models(folder: Path) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from musetalk_utils import write_models_folder
     from syncnet_utils import write_syncnet_v2
 
+    syncnet = str(write_syncnet_v2(folder / "syncnet_v2.model"))
     return {"wav2lip": random_public_checkpoint(folder, "wav2lip"),
             "musetalk": str(write_models_folder(folder / "MuseTalk" / "models", json.loads(ARCH.read_text()))),
-            "lse": str(write_syncnet_v2(folder / "syncnet_v2.model"))}
+            "lse": syncnet, "lse-nojpeg": syncnet}
 
 
 def looped(path: str, seconds: float, out: Path) -> str:
@@ -67,30 +85,39 @@ def main() -> None:
     p.add_argument("video", nargs="?")
     p.add_argument("audio", nargs="?")
     p.add_argument("--box", type=int, nargs=4, required=True, metavar=("X1", "Y1", "X2", "Y2"))
-    p.add_argument("--seconds", type=float, nargs=2, default=[6.0, 60.0])
-    p.add_argument("--families", nargs="*", default=["wav2lip", "musetalk", "lse"])
+    p.add_argument("--seconds", type=float, nargs="+", default=[6.0, 60.0], help="two or more lengths")
+    p.add_argument("--families", nargs="*", default=FAMILIES, choices=FAMILIES)
     p.add_argument("--one", nargs=3, metavar=("FAMILY", "VIDEO", "AUDIO"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(one_run(*args.one, args.model, args.box)))
         return
+    if len(args.seconds) < 2:
+        p.error("--seconds needs at least two lengths")
+    # each run imports THIS checkout's lipsync_cli (not whichever copy is installed)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = models(folder)
         clips = {s: (looped(args.video, s, folder / f"v{s:g}.mp4"), looped(args.audio, s, folder / f"a{s:g}.m4a"))
                  for s in args.seconds}
-        short, long = args.seconds
-        print(f"{'':<10}{f'{short:g} s MB':>10}{f'{long:g} s MB':>10}{'MB/min':>9}")
+        short, long = min(args.seconds), max(args.seconds)
+        print(f"{'':<11}" + "".join(f"{f'{s:g} s MB':>10}" for s in clips) + f"{'MB/min':>9}  wall s")
         for family in args.families:
-            rss = {}
+            rss, wall = {}, []
             for s, (v, a) in clips.items():
-                out = subprocess.run([sys.executable, __file__, "--one", family, v, a, "--model", paths[family],
-                                      "--box", *map(str, args.box)], check=True, capture_output=True, text=True,
-                                     cwd=ROOT).stdout
-                rss[s] = json.loads(out.strip().splitlines()[-1])["rss_mb"]
+                began = time.perf_counter()
+                run = subprocess.run([sys.executable, __file__, "--one", family, v, a, "--model", paths[family],
+                                      "--box", *map(str, args.box)], capture_output=True, text=True, cwd=ROOT,
+                                     env=env)
+                if run.returncode != 0:
+                    sys.exit(f"{family} at {s:g} s failed:\n{run.stderr[-3000:]}")
+                wall.append(f"{time.perf_counter() - began:.0f}")
+                rss[s] = json.loads(run.stdout.strip().splitlines()[-1])["rss_mb"]
             slope = (rss[long] - rss[short]) / ((long - short) / 60)
-            print(f"{family:<10}{rss[short]:>10.0f}{rss[long]:>10.0f}{slope:>9.1f}")
+            print(f"{family:<11}" + "".join(f"{rss[s]:>10.0f}" for s in clips) + f"{slope:>9.1f}  {'/'.join(wall)}",
+                  flush=True)
 
 
 if __name__ == "__main__":

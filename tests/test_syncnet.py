@@ -243,6 +243,42 @@ def test_case_b_shift_relations_hold_on_our_output(case_a, case_b):
     assert _max_diff(case_b["dists"][real], shifted[real]) <= 1e-3
 
 
+def test_a_stream_of_crops_is_scored_as_it_comes(ref, model, case_c, case_a):
+    """LSE never holds the video's crops: score() reads a stream front to back and embeds each batch of windows
+    as soon as its frames are in (a full batch of 20 needs frames 0..24), with case A's exact result."""
+    from lipsync_cli.evaluation import upstream_syncnet
+
+    drawn = []
+
+    def stream():
+        for frame in ref["frames"]:
+            drawn.append(frame)
+            yield frame
+
+    class Tower(_LipTowerFromCaseC):  # checks every batch's frames; records how much of the stream was read
+        def forward_lip(self, batch):
+            read_at.append(len(drawn))
+            return super().forward_lip(batch)
+
+    read_at = []
+    got = upstream_syncnet.score(stream(), ref["audio"], Tower(model, _full_frames(ref), case_c["im_feat"]))
+    assert read_at == [25, 45, 65, 85, 100]  # windows 0-19 at frame 24 ... the last 15 once the stream ended
+    assert got["frames"] == 100 and got["windows"] == case_a["windows"] == 95
+    assert np.array_equal(got["dists"], case_a["dists"]) and got["lse_d"] == case_a["lse_d"]
+
+
+def test_mfcc_in_parts_equals_one_call_on_the_whole_signal():
+    """Long audio is framed 10 s at a time (memory flat in length); the boundaries change nothing."""
+    import python_speech_features
+
+    from lipsync_cli.evaluation import upstream_syncnet
+
+    audio = (np.random.default_rng(0).standard_normal(16000 * 25 + 1234) * 3000).astype(np.int16)
+    whole = python_speech_features.mfcc(audio, 16000).T
+    assert whole.shape == (13, 2507)  # two parts: 1000 + 1507 columns
+    np.testing.assert_allclose(upstream_syncnet.mfcc(audio), whole, rtol=0, atol=1e-9)
+
+
 def test_case_c_whole_demo_clip(case_c, ref):
     assert case_c["windows"] == 312
     _check_case(case_c, ref, "full_", "full_im_feat")

@@ -44,10 +44,9 @@ def measure(video: Path, audio: Optional[Path], model, track=None, jpeg: bool = 
         first, stop, boxes = track_span(track, video)
         frames = face_crops(video, first, stop, boxes, jpeg)
         pcm = pcm[first * upstream_syncnet.SAMPLES_PER_FRAME:]
-    with frames as crops:  # with jpeg, read from their JPEG files a batch at a time as they are scored
+    with frames as crops:  # streamed: scored as they are made (or read back from their JPEG files)
         result = upstream_syncnet.score(crops, pcm, model, batch_size)
-        n_frames = len(crops)
-    return report(result, first, n_frames, jpeg, track is None)
+    return report(result, first, result["frames"], jpeg, track is None)
 
 
 def report(result: dict, first: int, n_frames: int, jpeg: bool, whole: bool) -> dict:
@@ -66,8 +65,9 @@ def report(result: dict, first: int, n_frames: int, jpeg: bool, whole: bool) -> 
 
 
 def whole_frames(video: Path, jpeg: bool) -> ContextManager:
-    """A context giving (N, 224, 224, 3) uint8 BGR at 25 fps: the whole picture of a video that is already a face
-    crop (with jpeg, upstream.JpegFrames: read when sliced, its files removed when the context ends)."""
+    """A context giving (224, 224, 3) uint8 BGR frames at 25 fps, one at a time: the whole picture of a video that
+    is already a face crop (with jpeg, upstream.JpegFrames: read when iterated, its files removed when the context
+    ends; without, decoded as they are scored)."""
     info = _video_info(video)
     resample = None if (info.fps == upstream_syncnet.FPS and not info.is_vfr) else upstream_syncnet.FPS
     if jpeg:
@@ -75,14 +75,14 @@ def whole_frames(video: Path, jpeg: bool) -> ContextManager:
     import cv2
 
     size = (upstream_syncnet.SIZE, upstream_syncnet.SIZE)
-    return nullcontext(np.stack([cv2.resize(np.ascontiguousarray(f[..., ::-1]), size)  # RGB -> BGR
-                                 for f in media.iter_frames(video, info, fps=upstream_syncnet.FPS)]))
+    return nullcontext(cv2.resize(np.ascontiguousarray(f[..., ::-1]), size)  # RGB -> BGR
+                       for f in media.iter_frames(video, info, fps=upstream_syncnet.FPS))
 
 
 def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool) -> ContextManager:
-    """A context giving (stop - first, 224, 224, 3) uint8 BGR: upstream's crop of frames first..stop-1 (25 fps)
-    around `boxes` (stop - first, 4), streamed through the JPEG round trip when jpeg (then read back from the
-    JPEG files a batch at a time, never all held at once)."""
+    """A context giving stop - first (224, 224, 3) uint8 BGR crops, one at a time: upstream's crop of frames
+    first..stop-1 (25 fps) around `boxes` (stop - first, 4), streamed through the JPEG round trip when jpeg (then
+    read back from the JPEG files), else made as they are scored; never all held at once."""
     from itertools import islice
 
     s, x, y = lse_crop.smoothed_boxes(boxes)
@@ -92,7 +92,7 @@ def face_crops(video: Path, first: int, stop: int, boxes: np.ndarray, jpeg: bool
     if jpeg:
         return upstream.open_jpeg_round_trip(crops, upstream_syncnet.SIZE, upstream_syncnet.SIZE,
                                              upstream_syncnet.FPS)
-    return nullcontext(np.stack(list(crops)))
+    return nullcontext(crops)
 
 
 def _video_info(video: Path):

@@ -16,7 +16,7 @@ crop, JPEG round trip) is lipsync_cli/evaluation/lse.py. Importing this module i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -29,6 +29,9 @@ FPS = 25  # video frames per second every SyncNet input assumes
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: min_length counts whole frames of audio
 MFCC_HOP = 160  # samples: python_speech_features' default winstep (10 ms)
 MFCC_PER_FRAME = SAMPLES_PER_FRAME // MFCC_HOP  # 4 MFCC columns per video frame
+MFCC_LENGTH = 400  # samples per MFCC column: python_speech_features' default winlen (25 ms)
+PREEMPHASIS = 0.97  # python_speech_features.mfcc's default pre-emphasis coefficient
+MFCC_CHUNK = 1000  # MFCC columns (10 s) computed at a time: memory does not grow with the audio's length
 WINDOW = 5  # video frames per lip window
 MFCC_WINDOW = WINDOW * MFCC_PER_FRAME  # 20 MFCC columns per audio window
 VSHIFT = 15  # offsets searched: -15..+15 frames (upstream's default vshift)
@@ -96,10 +99,26 @@ def _check_state(path: Path, state: dict, own: dict) -> None:
 
 def mfcc(audio: np.ndarray) -> np.ndarray:
     """(M,) int16 at 16 kHz -> (13, T) float64: python_speech_features.mfcc's defaults, fed the raw int16
-    values (not scaled to [-1, 1]), as upstream does; T = 1 + ceil((M - 400) / 160)."""
-    import python_speech_features
+    values (not scaled to [-1, 1]), as upstream does; T = 1 + ceil((M - 400) / 160).
 
-    return python_speech_features.mfcc(np.asarray(audio), SAMPLE_RATE).T
+    Computed MFCC_CHUNK columns at a time, equal to one call on the whole signal (a column depends only on its
+    own 400 samples once pre-emphasised, and the pre-emphasis only on the sample before): one call framed the
+    whole signal at once, ~2 MB of temporary arrays per second of audio (110 MB for a minute)."""
+    import python_speech_features
+    from python_speech_features import sigproc
+
+    audio = np.asarray(audio)
+    n_cols = 1 if len(audio) <= MFCC_LENGTH else 1 + -(-(len(audio) - MFCC_LENGTH) // MFCC_HOP)  # framesig's count
+    # the last part takes the remainder (MFCC_CHUNK to 2 MFCC_CHUNK - 1 columns): numpy's dot products on a few
+    # rows round differently from those on many, and with parts this size the result is bit-identical
+    bounds = [*range(0, n_cols - MFCC_CHUNK, MFCC_CHUNK), n_cols] if n_cols > MFCC_CHUNK else [0, n_cols]
+    parts = []
+    for first, last in zip(bounds, bounds[1:]):
+        start, stop = MFCC_HOP * first, MFCC_HOP * (last - 1) + MFCC_LENGTH
+        # the same pre-emphasis arithmetic as on the whole signal, from the sample before the chunk
+        emphasised = sigproc.preemphasis(audio[max(start - 1, 0):stop], PREEMPHASIS)[1 if start else 0:]
+        parts.append(python_speech_features.mfcc(emphasised, SAMPLE_RATE, preemph=0))  # the last part zero-padded
+    return np.concatenate(parts).T
 
 
 def n_windows(n_frames: int, n_samples: int) -> int:
@@ -108,36 +127,55 @@ def n_windows(n_frames: int, n_samples: int) -> int:
     return max(0, min(n_frames, n_samples // SAMPLES_PER_FRAME) - WINDOW)
 
 
-def embed(frames: np.ndarray, audio: np.ndarray, model, batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """(im_feat, cc_feat), each (W, 1024) float32: lip window v = frames v..v+4, audio window v = MFCC
-    columns 4v..4v+19, for v < n_windows. frames (N, 224, 224, 3) uint8 BGR; audio (M,) int16."""
+def embed(frames: Iterable[np.ndarray], audio: np.ndarray, model,
+          batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray, int]:
+    """(im_feat, cc_feat, n_frames): each embedding (W, 1024) float32, lip window v = frames v..v+4, audio window
+    v = MFCC columns 4v..4v+19, for v < n_windows. audio (M,) int16; frames (224, 224, 3) uint8 BGR, an array
+    (N, 224, 224, 3) or any iterable (a stream of crops, media.upstream.JpegFrames), read once, front to back:
+    a batch of windows is embedded as soon as its frames are in, so only ~batch_size + 5 frames are ever held
+    and memory does not grow with the video (a 224² crop is 150 KB). The batches are those of range(0, W,
+    batch_size) whatever the input, so the result does not depend on how the frames arrive."""
     import torch
 
-    frames = _check_frames(frames)
-    n_win = n_windows(len(frames), len(audio))
-    if n_win < 1:
-        raise InputError(f"SyncNet needs at least {WINDOW + 1} frames ({(WINDOW + 1) / FPS:.2f} s) of video with "
-                         f"audio; got {len(frames)} frames and {len(audio) / SAMPLE_RATE:.2f} s of audio")
     device = next(model.parameters()).device
-    coeffs = torch.from_numpy(mfcc(audio).astype(np.float32))  # (13, T) float32, as upstream's cct
+    audio_frames = len(audio) // SAMPLES_PER_FRAME
+    # (13, T) float32, as upstream's cct; audio too short for one window is refused below, after the frames
+    coeffs = torch.from_numpy(mfcc(audio).astype(np.float32)) if audio_frames > WINDOW else None
+    held, first, start, seen = [], 0, 0, 0  # held: frames first..seen-1; windows before `start` are done
     lips, auds = [], []
+
+    def run(stop: int) -> None:
+        nonlocal held, first, start
+        clip = np.stack(held[start - first:stop + WINDOW - 1 - first])  # frames start..stop+3
+        lips.append(model.forward_lip(_lip_batch(clip, 0, stop - start).to(device)).float().cpu())
+        cc = torch.stack([coeffs[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW] for v in range(start, stop)])
+        auds.append(model.forward_aud(cc.unsqueeze(1).to(device)).float().cpu())  # (B, 1, 13, 20)
+        held, first, start = held[stop - first:], stop, stop
+
     with torch.inference_mode():
-        for start in range(0, n_win, batch_size):
-            stop = min(start + batch_size, n_win)
-            lips.append(model.forward_lip(_lip_batch(frames, start, stop).to(device)).float().cpu())
-            cc = torch.stack([coeffs[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW] for v in range(start, stop)])
-            auds.append(model.forward_aud(cc.unsqueeze(1).to(device)).float().cpu())  # (B, 1, 13, 20)
-    return torch.cat(lips).numpy(), torch.cat(auds).numpy()
+        for frame in frames:
+            held.append(_check_frame(frame))
+            seen += 1
+            # a full batch is certain once n_windows(seen, len(audio)) reaches its end: upstream scores window v
+            # only when frame v + 5 exists (and the audio reaches that far)
+            if start + batch_size <= min(seen, audio_frames) - WINDOW:
+                run(start + batch_size)
+        n_win = n_windows(seen, len(audio))
+        if n_win < 1:
+            raise InputError(f"SyncNet needs at least {WINDOW + 1} frames ({(WINDOW + 1) / FPS:.2f} s) of video with "
+                             f"audio; got {seen} frames and {len(audio) / SAMPLE_RATE:.2f} s of audio")
+        while start < n_win:
+            run(min(start + batch_size, n_win))
+    return torch.cat(lips).numpy(), torch.cat(auds).numpy(), seen
 
 
-def _check_frames(frames: np.ndarray) -> np.ndarray:
-    """An array, or a sequence with .shape/.dtype that reads frames when sliced (media.upstream.JpegFrames:
-    left as it is, so only a batch of frames is ever in memory)."""
-    if not hasattr(frames, "shape"):
-        frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[1:] != (SIZE, SIZE, 3) or frames.dtype != np.uint8:
-        raise InputError(f"SyncNet takes (N, {SIZE}, {SIZE}, 3) uint8 BGR face crops, got {frames.shape} {frames.dtype}")
-    return frames
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    """One (224, 224, 3) uint8 frame, or a one-line InputError naming what came instead."""
+    frame = np.asarray(frame)
+    if frame.shape != (SIZE, SIZE, 3) or frame.dtype != np.uint8:
+        raise InputError(f"SyncNet takes (N, {SIZE}, {SIZE}, 3) uint8 BGR face crops, got frames of shape "
+                         f"{frame.shape} {frame.dtype}")
+    return frame
 
 
 def _lip_batch(frames: np.ndarray, start: int, stop: int):
@@ -192,16 +230,17 @@ def summarise(dists: np.ndarray, vshift: int = VSHIFT) -> dict:
             "fdist": fdist, "fconf": fconf, "fconfm": signal.medfilt(fconf, kernel_size=FRAMEWISE_MEDFILT)}
 
 
-def score(frames: np.ndarray, audio: np.ndarray, model, batch_size: int = BATCH) -> dict:
+def score(frames: Iterable[np.ndarray], audio: np.ndarray, model, batch_size: int = BATCH) -> dict:
     """LSE-D / LSE-C of face crops already in upstream's input form.
 
-    frames: (N, 224, 224, 3) uint8 BGR 0-255 at 25 fps; audio: (M,) int16 at 16 kHz, starting with frame 0.
-    Returns summarise()'s dict (lse_d, lse_c, offset in frames, minidx, median, mdist (31,) = the mean
-    distance per shift, fdist/fconf/fconfm per window) plus dists (W, 31) and the two embeddings.
+    frames: (N, 224, 224, 3) uint8 BGR 0-255 at 25 fps, an array or a stream of frames (see embed); audio: (M,)
+    int16 at 16 kHz, starting with frame 0. Returns summarise()'s dict (lse_d, lse_c, offset in frames, minidx,
+    median, mdist (31,) = the mean distance per shift, fdist/fconf/fconfm per window) plus dists (W, 31), the two
+    embeddings and frames (how many frames were read).
     """
-    im_feat, cc_feat = embed(frames, audio, model, batch_size)
+    im_feat, cc_feat, n_frames = embed(frames, audio, model, batch_size)
     dists = distances(im_feat, cc_feat)
-    return {**summarise(dists), "dists": dists, "im_feat": im_feat, "cc_feat": cc_feat}
+    return {**summarise(dists), "dists": dists, "im_feat": im_feat, "cc_feat": cc_feat, "frames": n_frames}
 
 
 def per_second(dists: np.ndarray, first_frame: int = 0) -> list[dict]:

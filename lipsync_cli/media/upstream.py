@@ -97,7 +97,8 @@ def jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: 
 
 class JpegFrames:
     """A folder of %06d.jpg frames as a read-only (N, H, W, 3) uint8 BGR sequence: `frames[a:b]` reads those
-    files only, so a scorer holds one batch of frames, not the video (a 224² crop is 150 KB a frame)."""
+    files only and iterating reads one at a time, so a scorer holds one batch of frames, not the video (a 224²
+    crop is 150 KB a frame)."""
 
     def __init__(self, folder: Path, size: Optional[int] = None):
         self.files = sorted(folder.glob("*.jpg"))  # %06d names: name order is frame order
@@ -107,6 +108,9 @@ class JpegFrames:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self._read(f) for f in self.files)
 
     def __getitem__(self, part: slice) -> np.ndarray:
         files = self.files[part]

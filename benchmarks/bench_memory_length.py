@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 from random_weights import random_public_checkpoint
 
@@ -72,10 +73,11 @@ def models(folder: Path) -> dict:
             "lse": syncnet, "lse-nojpeg": syncnet}
 
 
-def looped(path: str, seconds: float, out: Path) -> str:
+def looped(path: str, seconds: float, out: Path, fps: Optional[float] = None) -> str:
     from lipsync_cli.media import ffmpeg_exe
 
-    subprocess.run([ffmpeg_exe(), "-y", "-v", "error", "-stream_loop", "-1", "-i", path, "-t", str(seconds),
+    rate = ["-r", f"{fps:g}"] if fps else []
+    subprocess.run([ffmpeg_exe(), "-y", "-v", "error", "-stream_loop", "-1", "-i", path, "-t", str(seconds), *rate,
                     "-c:v", "libx264", "-crf", "18", "-c:a", "aac", str(out)], check=True)
     return str(out)
 
@@ -87,6 +89,8 @@ def main() -> None:
     p.add_argument("--box", type=int, nargs=4, required=True, metavar=("X1", "Y1", "X2", "Y2"))
     p.add_argument("--seconds", type=float, nargs="+", default=[6.0, 60.0], help="two or more lengths")
     p.add_argument("--families", nargs="*", default=FAMILIES, choices=FAMILIES)
+    p.add_argument("--fps", type=float, help="re-time the looped video to this rate (fewer frames for a family too "
+                                             "slow on CPU to dub a minute at 25-30 fps); default: the video's own")
     p.add_argument("--one", nargs=3, metavar=("FAMILY", "VIDEO", "AUDIO"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -100,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = models(folder)
-        clips = {s: (looped(args.video, s, folder / f"v{s:g}.mp4"), looped(args.audio, s, folder / f"a{s:g}.m4a"))
+        clips = {s: (looped(args.video, s, folder / f"v{s:g}.mp4", args.fps), looped(args.audio, s, folder / f"a{s:g}.m4a"))
                  for s in args.seconds}
         short, long = min(args.seconds), max(args.seconds)
         print(f"{'':<11}" + "".join(f"{f'{s:g} s MB':>10}" for s in clips) + f"{'MB/min':>9}  wall s")

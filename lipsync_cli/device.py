@@ -6,8 +6,10 @@ torch is imported inside each function: the CLI and the torch-free modules impor
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
-from typing import Callable
+from typing import Callable, Optional
 
 from lipsync_cli.errors import InternalError, UsageError
 
@@ -91,3 +93,21 @@ def empty_cache(device: str) -> None:
 
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
+
+
+@functools.cache
+def _malloc_trim() -> Optional[Callable]:
+    """glibc's malloc_trim from the running process, or None (musl, macOS, Windows)."""
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; nothing elsewhere). A long loop of big
+    short-lived tensors between small buffers that live longer fragments glibc's heap, and RSS then creeps up
+    batch after batch: scoring LSE from its JPEG files grew ~150 MB per minute of video without this."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

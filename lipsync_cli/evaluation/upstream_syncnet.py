@@ -20,6 +20,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from lipsync_cli.device import release_freed_memory
 from lipsync_cli.errors import InputError
 from lipsync_cli.models.checkpoint import read_checkpoint
 
@@ -151,6 +152,7 @@ def embed(frames: Iterable[np.ndarray], audio: np.ndarray, model,
         cc = torch.stack([coeffs[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW] for v in range(start, stop)])
         auds.append(model.forward_aud(cc.unsqueeze(1).to(device)).float().cpu())  # (B, 1, 13, 20)
         held, first, start = held[stop - first:], stop, stop
+        release_freed_memory()  # else frames read between batches fragment the heap: RSS grew ~2.5 MB a second
 
     with torch.inference_mode():
         for frame in frames:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_utils import lipsync_in_process
+from cli_utils import held_capfd, hold_capfd, lipsync_in_process  # noqa: F401 (hold_capfd: autouse fixture)
 from conftest import check_dub_output, ffmpeg_bin, ffprobe_streams, make_speech, shared_path
 
 pytest.importorskip("diffusers")
@@ -359,11 +359,15 @@ def _track(n: int):
 
 
 def run_cli(*args, env=None):
+    """`lipsync dub ARGS` in this process (tests/cli_utils.py: no interpreter, torch and diffusers import per run);
+    in a process of its own where the test needs another environment."""
     import os
 
-    full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", *map(str, args), "--detector", "dlib",
-                           "--device", "cpu"], capture_output=True, text=True, env=full_env)
+    args = ["dub", *map(str, args), "--detector", "dlib", "--device", "cpu"]
+    if env is None:
+        return lipsync_in_process(held_capfd(), *args)
+    return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True,
+                          env=dict(os.environ, **env))
 
 
 @pytest.mark.slow
@@ -437,10 +441,10 @@ def mediapipe_weights(monkeypatch):
     monkeypatch.setenv("LIPSYNC_OFFLINE", "1")
 
 
-def dub_in_process(capfd, *args):
+def dub_in_process(*args):
     """`lipsync dub ARGS` in this process (tests/cli_utils.py): one unguided denoising step in fp32 on the CPU
     (the guided loop is the conformance tests' and the seeded dub's)."""
-    return lipsync_in_process(capfd, "dub", *map(str, args), "--detector", "mediapipe", "--device", "cpu",
+    return lipsync_in_process(held_capfd(), "dub", *map(str, args), "--detector", "mediapipe", "--device", "cpu",
                               "--steps", "1", "--guidance", "1", "--precision", "fp32")
 
 
@@ -452,7 +456,7 @@ def short_speech(tmp_path: Path) -> Path:
     return out
 
 
-def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, capfd, mediapipe_weights):
+def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, mediapipe_weights):
     """02 + 02b (1080x1920 HEVC portrait) with a checkpoints folder: H.264/AAC of the clip's size, rate and the
     speech's length, every frame dubbed, the licence line naming LatentSync's parts; the similarity warp and its
     inverse put the new mouth on the mouth: the pixels that change lie on the lower face, and away from the face
@@ -461,7 +465,7 @@ def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, capfd,
     from lipsync_cli.media import read_image
 
     video, out = shared_path("media", "02_portrait_1080x1920_hevc.mp4"), tmp_path / "portrait.mp4"
-    proc = dub_in_process(capfd, video, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
+    proc = dub_in_process(video, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
     assert proc.returncode == 0, proc.stderr
     check_dub_output(out, 1080, 1920, 0.2, 25.0)
     assert "dubbed 5 frames (5 edited; faces: mediapipe" in proc.stderr, proc.stderr
@@ -483,9 +487,9 @@ def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, capfd,
     assert np.percentile(diff[far], 99.9) <= 12  # re-encoding only
 
 
-def test_cli_dubs_a_still_image(tmp_path, ckpt_dir, capfd, face_image, mediapipe_weights):
+def test_cli_dubs_a_still_image(tmp_path, ckpt_dir, face_image, mediapipe_weights):
     out = tmp_path / "still.mp4"
-    proc = dub_in_process(capfd, face_image, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
+    proc = dub_in_process(face_image, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
     assert proc.returncode == 0, proc.stderr
     check_dub_output(out, 300, 300, 0.2, 25.0)
     assert "dubbed 5 frames (5 edited; faces: mediapipe" in proc.stderr, proc.stderr

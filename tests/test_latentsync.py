@@ -456,6 +456,7 @@ def short_speech(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, mediapipe_weights):
     """02 + 02b (1080x1920 HEVC portrait) with a checkpoints folder: H.264/AAC of the clip's size, rate and the
     speech's length, every frame dubbed, the licence line naming LatentSync's parts; the similarity warp and its
@@ -487,6 +488,7 @@ def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, mediap
     assert np.percentile(diff[far], 99.9) <= 12  # re-encoding only
 
 
+@pytest.mark.slow
 def test_cli_dubs_a_still_image(tmp_path, ckpt_dir, face_image, mediapipe_weights):
     out = tmp_path / "still.mp4"
     proc = dub_in_process(face_image, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)

@@ -29,6 +29,17 @@ from lipsync_cli.generators.latentsync import unet as ls_unet  # noqa: E402
 BROWS_NOSE_68 = [17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 29, 30, 31, 35]  # the vectors' 14 points, in their order
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny networks are thousands of small ops: on the shared 2-core machine two intra-op threads spend more
+    time spinning at OpenMP's barriers (the partner thread descheduled) than computing. Measured under load 9:
+    this file in 49 s with one thread, 218 s with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def arch():
     return json.loads(shared_path("reference", "latentsync", "latentsync_arch.json").read_text())

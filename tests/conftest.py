@@ -34,6 +34,15 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """Face tracks (and any weights) the tests cache go to this session's own folder, never the user's cache:
+    every session starts as empty as CI's, and parallel workers never share an entry."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.module.__name__ not in FIRST_MODULES)  # stable: the rest keep their order
 

@@ -93,11 +93,11 @@ def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(trained_
 
 def test_generator_masked_l1_falls(synthetic_data, tmp_path):
     """The Wav2Lip generator (against a random-weight expert, which it only needs to load) lowers its held-out
-    masked L1 by at least 30%."""
+    masked L1 by at least 30%: measured 0.198, 0.125, 0.079 at steps 0, 15, 30 (2-core Xeon, 2026-12-06)."""
     torch.manual_seed(0)
     expert = save_checkpoint(tmp_path / "expert.pt", SyncNet())
     run = tmp_path / "run"
-    cfg = TrainConfig(batch_size=2, lr=1e-3, max_steps=60, val_every=30, val_batches=4, ckpt_every=10**6,
+    cfg = TrainConfig(batch_size=2, lr=1e-3, max_steps=30, val_every=15, val_batches=4, ckpt_every=10**6,
                       log_every=10, num_workers=0, device="cpu")
     train_generator(synthetic_data, run, cfg, GeneratorConfig(), str(expert), quiet=True)
     l1 = read_metrics(run, "val", "l1_masked")

@@ -1,6 +1,6 @@
 """LatentSync 1.6 / 1.5 speed per stage and peak memory, with the real networks' sizes and random weights.
 
-    python benchmarks/bench_latentsync.py steps [--resolution 256 512] [--frames 16] [--device cpu] [--precision fp32]
+    python benchmarks/bench_latentsync.py steps [--resolution 256 512] [--frames 16] [--device cpu] [--precision fp32 ...]
     python benchmarks/bench_latentsync.py stream CHECKPOINTS VIDEO AUDIO [--seconds 6 60]
 
 `steps`: the UNet (1.27 B parameters), VAE (84 M) and whisper-tiny encoder are built from the published
@@ -10,6 +10,8 @@ download. Times ONE denoising step of one window (both guidance halves in one ba
 VAE encode (masked + reference) and decode of the window, and extrapolates to a whole window at upstream's 20
 steps. On a CPU one 16-frame window at 512 px takes minutes per step: `--frames 4` times a quarter window
 and scales by frames (the UNet's cost is linear in frames apart from the 16-frame temporal attention).
+Several --precision values are timed on the same networks (built once per resolution); on CUDA a first,
+untimed guided step loads the kernels and lets cuDNN pick its algorithms.
 
 `stream`: dubs the first 6 s and 60 s of AUDIO with a (tiny) checkpoints folder, each in a fresh process, and
 prints their peak RSS: streaming keeps it flat in length. Not a test: it prints tables.
@@ -53,7 +55,8 @@ def real_networks(device: str, resolution: int):
 
 
 def time_window(nets, frames: int, device: str, precision: str) -> dict:
-    """Seconds for one window's VAE encode, one guided UNet step, the decode; frames/s of whisper."""
+    """Seconds for one window's VAE encode, one guided UNet step, the decode; frames/s of whisper. On CUDA the
+    window runs twice and the second is timed: kernel loading and cuDNN's algorithm search are not its cost."""
     import numpy as np
     import torch
 
@@ -67,29 +70,42 @@ def time_window(nets, frames: int, device: str, precision: str) -> dict:
     res, h = nets.resolution, nets.resolution // 8
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (frames, res, res, 3), dtype=np.uint8)
-    out = {}
     gen.rng = torch.Generator().manual_seed(0)
-    with torch.inference_mode(), autocast(device, precision):
-        start = time.perf_counter()
-        pix = paste.pixels(crops)
-        lat = gen._encode(torch.cat([paste.masked_pixels(pix, gen.mask).float(), pix]),
-                          sampler.draw_eps(gen.rng, 2 * frames, h))
-        out["vae encode (x2)"] = time.perf_counter() - start
-        mask = torch.from_numpy(paste.latent_mask(gen.mask)).to(device)[None, None, None].expand(1, 1, frames, h, h)
-        ctx = torch.from_numpy(rng.standard_normal((frames, 50, 384)).astype(np.float32)).to(device)
-        cond = sampler.Conditioning(mask, lat[:frames].transpose(0, 1)[None], lat[frames:].transpose(0, 1)[None], ctx)
-        latents = torch.randn(1, 4, frames, h, h, device=device)
-        start = time.perf_counter()
-        sampler.predict_noise(nets.unet, latents, torch.tensor(951), cond, guidance=1.5)
-        out["unet step (cfg)"] = time.perf_counter() - start
-        start = time.perf_counter()
-        sampler.decode(nets.vae, latents, 4)
-        out["vae decode"] = time.perf_counter() - start
-    speech = rng.standard_normal(16000 * 10).astype(np.float32) * 0.1
-    start = time.perf_counter()
-    audio.contexts(speech, np.arange(250) / 25, nets.encoder)
-    out["whisper (10 s)"] = time.perf_counter() - start
-    return out
+
+    def clock() -> float:
+        if device.startswith("cuda"):  # CUDA runs asynchronously: wait for the queued work before reading the clock
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def once() -> dict:
+        out = {}
+        with torch.inference_mode(), autocast(device, precision):
+            start = clock()
+            pix = paste.pixels(crops)
+            lat = gen._encode(torch.cat([paste.masked_pixels(pix, gen.mask).float(), pix]),
+                              sampler.draw_eps(gen.rng, 2 * frames, h))
+            out["vae encode (x2)"] = clock() - start
+            mask = torch.from_numpy(paste.latent_mask(gen.mask)).to(device)[None, None, None].expand(1, 1, frames, h, h)
+            ctx = torch.from_numpy(rng.standard_normal((frames, 50, 384)).astype(np.float32)).to(device)
+            cond = sampler.Conditioning(mask, lat[:frames].transpose(0, 1)[None], lat[frames:].transpose(0, 1)[None],
+                                        ctx)
+            latents = torch.randn(1, 4, frames, h, h, device=device)
+            start = clock()
+            sampler.predict_noise(nets.unet, latents, torch.tensor(951), cond, guidance=1.5)
+            out["unet step (cfg)"] = clock() - start
+            start = clock()
+            sampler.decode(nets.vae, latents, 4)
+            out["vae decode"] = clock() - start
+        speech = rng.standard_normal(16000 * 10).astype(np.float32) * 0.1
+        start = clock()
+        audio.contexts(speech, np.arange(250) / 25, nets.encoder)
+        out["whisper (10 s)"] = clock() - start
+        return out
+
+    if device.startswith("cuda"):
+        once()
+        torch.cuda.reset_peak_memory_stats()
+    return once()
 
 
 def steps_mode(args) -> None:
@@ -98,20 +114,23 @@ def steps_mode(args) -> None:
     from lipsync_cli.device import pick_device, pick_precision
 
     device = pick_device(args.device)
-    precision = pick_precision(args.precision, device)
+    precisions = [pick_precision(p, device) for p in args.precision]
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {device}, precision {precision}, frames per window {args.frames}")
+          f"torch {torch.__version__}, device {device}, frames per window {args.frames}")
     for res in args.resolution:
         nets = real_networks(device, res)
-        t = time_window(nets, args.frames, device, precision)
-        scale = 16 / args.frames
-        window_s = (t["vae encode (x2)"] + 20 * t["unet step (cfg)"] + t["vae decode"]) * scale
-        print(f"\n{res} px ({'1.6' if res == 512 else '1.5'}):")
-        for name, sec in t.items():
-            n = 250 if name.startswith("whisper") else args.frames
-            print(f"  {name:18s} {sec:8.2f} s   {n / sec:8.3f} frames/s")
-        print(f"  one 16-frame window at 20 steps with guidance: ~{window_s:.0f} s "
-              f"({window_s / 16 * 25:.0f} s per output second at 25 fps); peak RSS {peak_rss_mb():.0f} MB")
+        for precision in precisions:
+            t = time_window(nets, args.frames, device, precision)
+            scale = 16 / args.frames
+            window_s = (t["vae encode (x2)"] + 20 * t["unet step (cfg)"] + t["vae decode"]) * scale
+            print(f"\n{res} px ({'1.6' if res == 512 else '1.5'}), {precision}:")
+            for name, sec in t.items():
+                n = 250 if name.startswith("whisper") else args.frames
+                print(f"  {name:18s} {sec:8.2f} s   {n / sec:8.3f} frames/s")
+            print(f"  one 16-frame window at 20 steps with guidance: ~{window_s:.0f} s "
+                  f"({window_s / 16 * 25:.0f} s per output second at 25 fps); peak RSS {peak_rss_mb():.0f} MB"
+                  + (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+                     if device.startswith("cuda") else ""))
         del nets
 
 
@@ -142,7 +161,7 @@ def main() -> None:
     s.add_argument("--resolution", type=int, nargs="+", default=[256, 512])
     s.add_argument("--frames", type=int, default=16)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--precision", default="fp32")
+    s.add_argument("--precision", nargs="+", default=["fp32"], help="one or several of fp32 fp16 bf16 auto")
     r = sub.add_parser("stream")
     r.add_argument("checkpoints")
     r.add_argument("video")

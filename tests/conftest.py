@@ -5,6 +5,7 @@ Nothing in ../shared is ever modified; tests that need it skip with a reason whe
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,34 @@ SHARED = ROOT.parent / "shared"
 MEDIA = SHARED / "media"
 DATASETS = SHARED / "datasets"
 REFERENCE = SHARED / "reference"
+
+FIRST_MODULES = ("test_learnability",)  # the longest single jobs: under -n, one worker starts on them at once
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`-n N`) each worker gets its share of the cores, for torch and for the processes it
+    starts (the CLI, Ray workers), so N workers never run N x cores threads that wait on each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """Face tracks (and any weights) the tests cache go to this session's own folder, never the user's cache:
+    every session starts as empty as CI's, and parallel workers never share an entry."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.module.__name__ not in FIRST_MODULES)  # stable: the rest keep their order
+
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Lip sync dubbing should follow every word."
 
@@ -105,7 +134,18 @@ def make_face_clip(path: Path, seconds: float = 3.0, fps: int = 25, size: int = 
 
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> Path:
+    """About 5.3 s of real synthetic speech (longer than face_clip, so dubbing loops the clip)."""
     return make_speech(tmp_path_factory.mktemp("speech") / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def short_speech(speech_wav, tmp_path_factory) -> Path:
+    """The first 1.2 s of speech_wav (30 frames at 25 fps): for end-to-end checks whose subject is not the length
+    (formats, exit codes, errors), so each dub costs a quarter of speech_wav's."""
+    path = tmp_path_factory.mktemp("short_speech") / "speech.wav"
+    subprocess.run([ffmpeg_bin(), "-y", "-v", "error", "-i", str(speech_wav), "-t", "1.2", str(path)], check=True,
+                   capture_output=True)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -170,33 +210,6 @@ def synthetic_data(tmp_path_factory) -> Path:
     from synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_clips=16, seconds=3.0, seed=0)
-
-
-def expert_learnability_config():
-    """How the learnability runs train the real 96x96 expert on CPU: Adam 1e-3 (10x the paper's 1e-4, which
-    needs far more steps than a test can afford) falling linearly to 0 (at a constant 1e-3 the accuracy peaks
-    early, then drifts back), 200 steps of 32. The fastest settings found that pass, not a weakened threshold."""
-    from lipsync_cli.config import TrainConfig
-
-    return TrainConfig(batch_size=32, lr=1e-3, lr_anneal=1.0, max_steps=200, val_every=50, val_batches=3,
-                       ckpt_every=10**6, log_every=25, num_workers=0, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def synthetic_expert_run(synthetic_data, tmp_path_factory) -> Path:
-    """The run folder of an expert really trained on the synthetic set (the slowest fixture: minutes on 2
-    cores). Session-scoped: the learnability test reads its metrics, evaluation tests use its weights."""
-    from lipsync_cli.config import ExpertConfig
-    from lipsync_cli.train import train_expert
-
-    run = tmp_path_factory.mktemp("synthetic_expert") / "run"
-    return train_expert(synthetic_data, run, expert_learnability_config(), ExpertConfig(), quiet=True)
-
-
-@pytest.fixture(scope="session")
-def synthetic_expert(synthetic_expert_run) -> Path:
-    """The trained synthetic expert's last.pt (a checkpoint `--expert` and evaluate accept)."""
-    return synthetic_expert_run / "last.pt"
 
 
 @pytest.fixture(scope="session")

@@ -3,27 +3,25 @@
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_utils import lipsync_in_process
 from conftest import make_speech
 
 from lipsync_cli.batch import read_jobs, shard_jobs
 from lipsync_cli.errors import InputError
 
 
-def run_jobs(jobs: Path, *extra, model=None):
-    """The CLI on a job file; face tracks cached beside the job file, not in the user's cache."""
-    import os
-
-    args = [sys.executable, "-m", "lipsync_cli", "dub", "--jobs", str(jobs), "--detector", "dlib", "--device", "cpu",
-            *extra]
+def run_jobs(capfd, jobs: Path, *extra, model=None):
+    """The CLI on a job file, in this process (tests/cli_utils.py); face tracks cached beside the job file, not in
+    the user's cache."""
+    args = ["dub", "--jobs", str(jobs), "--detector", "dlib", "--device", "cpu", *extra]
     if model is not None:
         args += ["--model", str(model)]
-    env = dict(os.environ, LIPSYNC_CACHE_DIR=str(jobs.parent / "cache"))
-    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIPSYNC_CACHE_DIR", str(jobs.parent / "cache"))
+        return lipsync_in_process(capfd, *args)
 
 
 def table_count(stderr: str, status: str) -> int:
@@ -33,7 +31,7 @@ def table_count(stderr: str, status: str) -> int:
     return int(match.group(1))
 
 
-def test_batch_reports_failed_row_continues_and_resumes(tmp_path, face_clip, wav2lip_ckpt):
+def test_batch_reports_failed_row_continues_and_resumes(tmp_path, face_clip, wav2lip_ckpt, capfd):
     """4 rows, row 3 broken (a text file as VIDEO): run 1 → 3 done + 1 failed, exit 1; run 2 skips the 3."""
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
@@ -48,7 +46,7 @@ def test_batch_reports_failed_row_continues_and_resumes(tmp_path, face_clip, wav
                     "in/face.mp4,in/hi.wav,\n")  # empty output: <video stem>_<audio stem>_dubbed.mp4 beside the video
     outputs = [tmp_path / "out" / "a.mp4", tmp_path / "out" / "b.mp4", tmp_path / "in" / "face_hi_dubbed.mp4"]
 
-    first = run_jobs(jobs, model=wav2lip_ckpt)
+    first = run_jobs(capfd, jobs, model=wav2lip_ckpt)
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
     assert re.search(r"^row 3 failed: .*not a video.*notes\.mp4", first.stderr, flags=re.MULTILINE), first.stderr
@@ -61,7 +59,7 @@ def test_batch_reports_failed_row_continues_and_resumes(tmp_path, face_clip, wav
     assert not list((tmp_path / "in").glob(".*partial*"))
     mtimes = [p.stat().st_mtime_ns for p in outputs]
 
-    second = run_jobs(jobs, model=wav2lip_ckpt)
+    second = run_jobs(capfd, jobs, model=wav2lip_ckpt)
     assert second.returncode == 1, second.stderr
     assert not re.search(r"^row \d+ done", second.stderr, flags=re.MULTILINE), second.stderr
     for row in (1, 2, 4):
@@ -166,27 +164,27 @@ def test_run_batch_loads_models_once_and_survives_any_row_error(tmp_path, monkey
     assert len(seen) == 2 and (tmp_path / "out" / "o3.mp4").read_bytes() == b"mp4"
 
 
-def test_cli_missing_column_is_one_line_error(tmp_path):
+def test_cli_missing_column_is_one_line_error(tmp_path, capfd):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("file,speech\nv.mp4,a.wav\n")
-    proc = run_jobs(jobs, "-q")  # fails before any model is loaded
+    proc = run_jobs(capfd, jobs, "-q")  # fails before any model is loaded
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "video, audio" in lines[0], proc.stderr
 
 
 @pytest.mark.parametrize("shard", ["2/2", "x"])
-def test_cli_bad_shard_is_usage_error(tmp_path, shard):
-    proc = run_jobs(write_jobs(tmp_path / "jobs.csv", 2), "--shard", shard, "-q")
+def test_cli_bad_shard_is_usage_error(tmp_path, shard, capfd):
+    proc = run_jobs(capfd, write_jobs(tmp_path / "jobs.csv", 2), "--shard", shard, "-q")
     assert proc.returncode == 2 and proc.stderr.startswith("error: --shard"), proc.stderr
 
 
-def test_cli_bad_model_fails_once_before_any_row(tmp_path):
+def test_cli_bad_model_fails_once_before_any_row(tmp_path, capfd):
     """A corrupt --model is one error for the whole batch (not the same failure on every row)."""
     model = tmp_path / "bad.pth"
     model.write_bytes(b"junk")
     write_inputs(tmp_path, 3)
-    proc = run_jobs(write_jobs(tmp_path / "jobs.csv", 3), model=model)
+    proc = run_jobs(capfd, write_jobs(tmp_path / "jobs.csv", 3), model=model)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "bad.pth" in lines[0], proc.stderr

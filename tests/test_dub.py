@@ -5,14 +5,12 @@ plumbing a user depends on: faces found and tracked, the mouth region (and only 
 sizes, codecs, audio and atomic output.
 """
 
-import os
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_utils import lipsync_in_process
 from conftest import check_dub_output, ffprobe_streams, shared_path
 
 from lipsync_cli.config import DubConfig, FaceConfig
@@ -59,25 +57,24 @@ def test_dub_real_face_clip_with_speech(tmp_path, face_clip, speech_wav, wav2lip
     assert bottom > 2 * top
 
 
-def test_cli_default_output_name_and_no_overwrite(tmp_path, face_clip, speech_wav, wav2lip_ckpt):
+def test_cli_default_output_name_and_no_overwrite(tmp_path, face_clip, short_speech, wav2lip_ckpt, capfd):
     video = tmp_path / "clip.mp4"
     video.write_bytes(face_clip.read_bytes())
-    cmd = [sys.executable, "-m", "lipsync_cli", "dub", str(video), str(speech_wav), "--model", str(wav2lip_ckpt),
-           "--detector", "dlib", "--device", "cpu", "-q"]
-    first = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["dub", video, short_speech, "--model", wav2lip_ckpt, "--detector", "dlib", "--device", "cpu", "-q"]
+    first = lipsync_in_process(capfd, *cmd)
     assert first.returncode == 0, first.stderr
     out = tmp_path / "clip_dubbed.mp4"
     assert out.is_file()
     mtime = out.stat().st_mtime_ns
-    again = subprocess.run(cmd, capture_output=True, text=True)
+    again = lipsync_in_process(capfd, *cmd)
     assert again.returncode == 2 and "--force" in again.stderr
     assert out.stat().st_mtime_ns == mtime
 
 
-def test_dub_still_image(tmp_path, face_image, speech_wav, wav2lip_ckpt):
+def test_dub_still_image(tmp_path, face_image, short_speech, wav2lip_ckpt):
     out = tmp_path / "still.mp4"
-    result = dub(face_image, speech_wav, out, dlib_cfg(wav2lip_ckpt, fps=25.0))
-    check_output(out, 300, 300, audio_seconds(speech_wav), Fraction(25))
+    result = dub(face_image, short_speech, out, dlib_cfg(wav2lip_ckpt, fps=25.0))
+    check_output(out, 300, 300, audio_seconds(short_speech), Fraction(25))
     assert result.frames_edited == result.frames
 
 
@@ -103,14 +100,13 @@ def test_turned_head_with_glasses_looped_to_longer_audio(tmp_path, wav2lip_ckpt)
     assert result.frames_edited > 0.5 * result.frames, "the turned head must still be found and dubbed"
 
 
-def test_no_face_anywhere_reencodes_with_new_audio(tmp_path, speech_wav, wav2lip_ckpt):
+def test_no_face_anywhere_reencodes_with_new_audio(tmp_path, short_speech, wav2lip_ckpt, capfd, monkeypatch):
     video = shared_path("media", "12_edge_video_no_audio_stream.avi")
     out = tmp_path / "noface.mp4"
     # No --detector: the default "auto" is MediaPipe on a CPU (its real file from ../shared), and the summary says so.
     weights_dir = shared_path("models", "mediapipe", "face_landmarker.task").parent
-    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", str(video), str(speech_wav), "-o", str(out),
-                           "--model", str(wav2lip_ckpt), "--device", "cpu"],
-                          capture_output=True, text=True, env={**os.environ, "LIPSYNC_WEIGHTS_DIR": str(weights_dir)})
+    monkeypatch.setenv("LIPSYNC_WEIGHTS_DIR", str(weights_dir))
+    proc = lipsync_in_process(capfd, "dub", video, short_speech, "-o", out, "--model", wav2lip_ckpt, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "0 edited; faces: mediapipe" in proc.stderr and "no face" in proc.stderr
     # wav2lip_gan (a copy of the public file, by its name) is non-commercial; MediaPipe's model is cleared
@@ -118,15 +114,14 @@ def test_no_face_anywhere_reencodes_with_new_audio(tmp_path, speech_wav, wav2lip
     assert len(notice) == 1 and "wav2lip_gan (non-commercial)" in notice[0] and "face_landmarker" not in notice[0]
     s = ffprobe_streams(out)
     assert (int(s["video"]["width"]), int(s["video"]["height"])) == (1280, 720)
-    assert float(s["format"]["duration"]) == pytest.approx(audio_seconds(speech_wav), abs=0.1)
+    assert float(s["format"]["duration"]) == pytest.approx(audio_seconds(short_speech), abs=0.1)
 
 
-def test_failed_run_leaves_nothing_at_out(tmp_path, face_clip, speech_wav):
+def test_failed_run_leaves_nothing_at_out(tmp_path, face_clip, short_speech, capfd):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
     out = tmp_path / "never.mp4"
-    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", str(face_clip), str(speech_wav), "-o", str(out),
-                           "--model", str(bad), "--detector", "dlib"], capture_output=True, text=True)
+    proc = lipsync_in_process(capfd, "dub", face_clip, short_speech, "-o", out, "--model", bad, "--detector", "dlib")
     assert proc.returncode == 1, proc.stderr  # a bad input file (exit 1), not an internal error (5)
     assert "Traceback" not in proc.stderr
     assert not out.exists()

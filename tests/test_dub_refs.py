@@ -1,12 +1,13 @@
 """`lipsync dub --model <refs checkpoint>`: KMeans references encoded once per clip, predicted mask used."""
 
+import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from cli_utils import lipsync_in_process
+from conftest import ffmpeg_bin, shared_path
 
 from lipsync_cli.config import DubConfig, FaceConfig
 from lipsync_cli.generators.registry import load_generator
@@ -35,21 +36,16 @@ def test_reference_encoder_runs_k_times_per_clip(tmp_path, face_clip, speech_wav
     assert sum(encoded) == 4, f"reference encoder saw {encoded} crops; expected K=4 once per clip"
 
 
-def test_refs_checkpoint_dubs_shared_clip_and_still_image(tmp_path, face_image, refs_ckpt):
+def test_refs_checkpoint_dubs_shared_clip_and_still_image(tmp_path, face_image, refs_ckpt, capfd):
     video = shared_path("media", "05_turned_head_224_glasses.mp4")
     audio = shared_path("media", "02b_dub_audio_en_16k.wav")
     short = tmp_path / "short.wav"
-    from conftest import ffmpeg_bin
-
-    subprocess.run([ffmpeg_bin(), "-v", "error", "-i", str(audio), "-t", "2", str(short)], check=True)
+    subprocess.run([ffmpeg_bin(), "-v", "error", "-i", str(audio), "-t", "1.2", str(short)], check=True)
     for src, name in ((video, "clip.mp4"), (face_image, "still.mp4")):
         out = tmp_path / name
-        proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", str(src), str(short), "-o", str(out),
-                               "--model", str(refs_ckpt), "--detector", "dlib", "--device", "cpu"],
-                              capture_output=True, text=True)
+        proc = lipsync_in_process(capfd, "dub", src, short, "-o", out, "--model", refs_ckpt, "--detector", "dlib",
+                                  "--device", "cpu")
         assert proc.returncode == 0, proc.stderr
-        import re
-
         edited = re.search(r"\((\d+) edited", proc.stderr)
         assert out.is_file() and edited, proc.stderr
         assert int(edited.group(1)) > 0, f"{name}: the face was never dubbed: {proc.stderr}"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_utils import lipsync_in_process
 from conftest import wait_for
 
 from lipsync_cli.frames import SPOOL_PREFIX
@@ -64,7 +65,7 @@ def checkpoint_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["train"]["step"])
 
 
-def test_sigterm_during_training_saves_checkpoint_and_resume_continues(tmp_path):
+def test_sigterm_during_training_saves_checkpoint_and_resume_continues(tmp_path, capfd):
     from synthetic import make_synthetic_dataset
 
     data = make_synthetic_dataset(tmp_path / "data", n_clips=4, seconds=1.5, seed=0)
@@ -83,8 +84,7 @@ def test_sigterm_during_training_saves_checkpoint_and_resume_continues(tmp_path)
     assert 1 <= step < 100000
     assert (run / f"step_{step:08d}.pt").exists()  # the final checkpoint is also kept as that step's file
 
-    resumed = subprocess.run([sys.executable, "-m", "lipsync_cli", *common, "--max-steps", str(step + 2), "--resume",
-                              "-q"], capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    resumed = lipsync_in_process(capfd, *common, "--max-steps", str(step + 2), "--resume", "-q")
     assert resumed.returncode == 0, resumed.stderr
     assert checkpoint_step(run / "last.pt") == step + 2  # continued from the saved step, not from 0
     steps = [int(line.split(",")[1]) for line in metrics.read_text().splitlines()[1:] if ",train," in line]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ffmpeg_bin, ffprobe_streams, make_speech, shared_path
+from cli_utils import held_capfd, hold_capfd, lipsync_in_process  # noqa: F401 (hold_capfd: autouse fixture)
+from conftest import check_dub_output, ffmpeg_bin, ffprobe_streams, make_speech, shared_path
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
@@ -26,6 +27,17 @@ from lipsync_cli.generators.latentsync import audio as ls_audio  # noqa: E402
 from lipsync_cli.generators.latentsync import unet as ls_unet  # noqa: E402
 
 BROWS_NOSE_68 = [17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 29, 30, 31, 35]  # the vectors' 14 points, in their order
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny networks are thousands of small ops: on the shared 2-core machine two intra-op threads spend more
+    time spinning at OpenMP's barriers (the partner thread descheduled) than computing. Measured under load 9:
+    this file in 49 s with one thread, 218 s with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +327,37 @@ def test_one_frame_out_of_memory_names_the_smaller_model(gen, monkeypatch):
         gen.batch_size = before
 
 
+def test_non_finite_window_is_computed_again_in_fp32_or_is_an_error(gen, vec, monkeypatch):
+    """fp16 overflow reads as NaN: a window whose decode is not finite runs again in fp32 with the same draws (the
+    output is exactly the fp32 run's), and NaN in fp32 too is a one-line error (device.finite_or_fp32). The UNet
+    gives NaN under reduced-precision autocast (bf16 here: what a CPU has) instead of running."""
+    from diffusers.models.unets.unet_motion_model import UNetMotionOutput
+
+    from lipsync_cli.errors import InternalError
+
+    contexts, crops = vec["audio_chunks"][:1], vec["aligned_faces"][:1]
+    gen.face_track(_track(1), (64, 64))
+    want, _ = gen(contexts, crops)  # fp32
+    real, calls = gen.nets.unet.forward, []
+
+    def forward(sample, *args, always=False, **kwargs):
+        half = torch.is_autocast_enabled("cpu")
+        calls.append("bf16" if half else "fp32")
+        if half or always:
+            return UNetMotionOutput(sample=torch.full_like(sample[:, :4], float("nan")))
+        return real(sample, *args, **kwargs)
+
+    monkeypatch.setattr(gen.nets.unet, "forward", forward)
+    monkeypatch.setattr(gen, "precision", "bf16")
+    gen.face_track(_track(1), (64, 64))  # the clip's draws start again
+    got, _ = gen(contexts, crops)
+    assert calls == ["bf16", "fp32"]
+    np.testing.assert_array_equal(got, want)
+    monkeypatch.setattr(gen.nets.unet, "forward", lambda *a, **k: forward(*a, always=True, **k))
+    with pytest.raises(InternalError, match=r"LatentSync UNet or VAE gave non-finite values \(NaN/Inf\) even in fp32"):
+        gen(contexts, crops)
+
+
 def _track(n: int):
     from lipsync_cli.faces.track import FaceTrack
 
@@ -327,11 +370,15 @@ def _track(n: int):
 
 
 def run_cli(*args, env=None):
+    """`lipsync dub ARGS` in this process (tests/cli_utils.py: no interpreter, torch and diffusers import per run);
+    in a process of its own where the test needs another environment."""
     import os
 
-    full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", *map(str, args), "--detector", "dlib",
-                           "--device", "cpu"], capture_output=True, text=True, env=full_env)
+    args = ["dub", *map(str, args), "--detector", "dlib", "--device", "cpu"]
+    if env is None:
+        return lipsync_in_process(held_capfd(), *args)
+    return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True,
+                          env=dict(os.environ, **env))
 
 
 @pytest.mark.slow
@@ -396,6 +443,69 @@ def test_dub_is_seeded_passes_faceless_frames_and_edits_only_the_crop(tmp_path, 
         np.testing.assert_array_equal(before[outside], after[outside])
         changed += int((before != after).any())
     assert changed == results[0].frames_edited
+
+
+@pytest.fixture()
+def mediapipe_weights(monkeypatch):
+    """MediaPipe's face landmarker from ../shared (offline): the fastest landmark detector here on a CPU."""
+    monkeypatch.setenv("LIPSYNC_WEIGHTS_DIR", str(shared_path("models", "mediapipe", "face_landmarker.task").parent))
+    monkeypatch.setenv("LIPSYNC_OFFLINE", "1")
+
+
+def dub_in_process(*args):
+    """`lipsync dub ARGS` in this process (tests/cli_utils.py): one unguided denoising step in fp32 on the CPU
+    (the guided loop is the conformance tests' and the seeded dub's)."""
+    return lipsync_in_process(held_capfd(), "dub", *map(str, args), "--detector", "mediapipe", "--device", "cpu",
+                              "--steps", "1", "--guidance", "1", "--precision", "fp32")
+
+
+def short_speech(tmp_path: Path) -> Path:
+    """0.2 s of 02b (the portrait clip's own speech, from 0.5 s: it starts silent): 5 frames at 25 fps."""
+    out = tmp_path / "a.wav"
+    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-ss", "0.5", "-i",
+                    str(shared_path("media", "02b_dub_audio_en_16k.wav")), "-t", "0.2", str(out)], check=True)
+    return out
+
+
+@pytest.mark.slow
+def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, mediapipe_weights):
+    """02 + 02b (1080x1920 HEVC portrait) with a checkpoints folder: H.264/AAC of the clip's size, rate and the
+    speech's length, every frame dubbed, the licence line naming LatentSync's parts; the similarity warp and its
+    inverse put the new mouth on the mouth: the pixels that change lie on the lower face, and away from the face
+    only the codec's noise differs."""
+    from lipsync_cli.faces import get_detector
+    from lipsync_cli.media import read_image
+
+    video, out = shared_path("media", "02_portrait_1080x1920_hevc.mp4"), tmp_path / "portrait.mp4"
+    proc = dub_in_process(video, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
+    assert proc.returncode == 0, proc.stderr
+    check_dub_output(out, 1080, 1920, 0.2, 25.0)
+    assert "dubbed 5 frames (5 edited; faces: mediapipe" in proc.stderr, proc.stderr
+    [line] = [text for text in proc.stderr.splitlines() if text.startswith("licence:")]
+    assert "latentsync_unet, latentsync_whisper, latentsync_mask, sd_vae" in line and "musetalk" not in line
+    before, after = read_image(video), read_image(out)  # frame 0 of each
+    [face] = get_detector("mediapipe").detect([before])[0]
+    x1, y1, x2, y2 = face.box
+    diff = np.abs(after.astype(int) - before.astype(int)).max(axis=2)
+    ys, xs = np.nonzero(diff > 48)
+    assert len(ys) > 200  # the tiny random network redraws the mouth
+    nose = face.landmarks[33]
+    margin = 0.1 * (x2 - x1)
+    assert x1 - margin <= xs.min() and xs.max() <= x2 + margin and ys.max() <= y2 + 2 * margin
+    assert np.median(ys) > nose[1] and abs(np.median(xs) - nose[0]) < 0.25 * (x2 - x1)
+    far = np.ones(diff.shape, bool)
+    w, h = x2 - x1, y2 - y1
+    far[max(0, int(y1 - h)):int(y2 + h), max(0, int(x1 - w)):int(x2 + w)] = False
+    assert np.percentile(diff[far], 99.9) <= 12  # re-encoding only
+
+
+@pytest.mark.slow
+def test_cli_dubs_a_still_image(tmp_path, ckpt_dir, face_image, mediapipe_weights):
+    out = tmp_path / "still.mp4"
+    proc = dub_in_process(face_image, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
+    assert proc.returncode == 0, proc.stderr
+    check_dub_output(out, 300, 300, 0.2, 25.0)
+    assert "dubbed 5 frames (5 edited; faces: mediapipe" in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -479,6 +589,23 @@ def test_weights_entries_name_sources_and_licences(tmp_path):
     assert mask.sha256 == files.MASK_SHA256 == weights.sha256_of(shared_path("reference", "latentsync", "mask.png"))
     notice = weights.licence_notice(weights.model_entries("latentsync"))
     assert notice.startswith("licence: every model of this run is cleared for commercial use")
+
+
+def test_a_checkpoints_folder_names_latentsyncs_parts_in_the_licence_line(ckpt_dir, tmp_path):
+    """A LatentSync checkpoints/ folder as --model stands for LatentSync's parts (UNet, whisper, mask, the SD VAE),
+    not MuseTalk's; a MuseTalk models/ folder and a MuseTalk checkout (its files under models/) still name MuseTalk's."""
+    from lipsync_cli import weights
+
+    parts = weights.model_entries(ckpt_dir)
+    assert parts == ["latentsync_unet", "latentsync_whisper", "latentsync_mask", "sd_vae", "sd_vae_config"]
+    line = weights.licence_notice(parts)
+    assert line.startswith("licence: every model of this run is cleared for commercial use (latentsync_unet")
+    assert "musetalk" not in line
+    muse = tmp_path / "MuseTalk" / "models"
+    for rel in ("musetalkV15/unet.pth", "musetalkV15/musetalk.json", "whisper/config.json"):
+        (muse / rel).parent.mkdir(parents=True, exist_ok=True)
+        (muse / rel).write_bytes(b"x")
+    assert weights.model_entries(muse) == weights.model_entries(muse.parent) == weights.model_entries("musetalk")
 
 
 def test_names_read_the_weights_dir_layout(tmp_path, ckpt_dir, monkeypatch):

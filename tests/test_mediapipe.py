@@ -5,13 +5,12 @@ licence line and --commercial. Skipped with the reason where ../shared is absent
 from __future__ import annotations
 
 import glob
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_utils import lipsync_in_process
 from conftest import SHARED, check_dub_output, ffmpeg_bin, shared_path
 
 from lipsync_cli.config import FaceConfig
@@ -244,10 +243,12 @@ def test_licence_line_says_when_every_model_is_cleared():
 # ---- dub end to end -------------------------------------------------------------------------------
 
 
-def run_dub(*args, weights_dir: Path):
-    env = dict(os.environ, LIPSYNC_WEIGHTS_DIR=str(weights_dir), LIPSYNC_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "lipsync_cli", "dub", *map(str, args), "--device", "cpu"],
-                          capture_output=True, text=True, env=env)
+def run_dub(capfd, *args, weights_dir: Path):
+    """`lipsync dub ARGS` in this process (tests/cli_utils.py), offline, with the shared MediaPipe file."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIPSYNC_WEIGHTS_DIR", str(weights_dir))
+        patch.setenv("LIPSYNC_OFFLINE", "1")
+        return lipsync_in_process(capfd, "dub", *args, "--device", "cpu")
 
 
 def short_audio(src: Path, out: Path, seconds: float) -> Path:
@@ -260,13 +261,13 @@ def licence_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_dub_04_with_its_audio(tmp_path, weights_dir, wav2lip_ckpt):
+def test_dub_04_with_its_audio(tmp_path, weights_dir, wav2lip_ckpt, capfd):
     from lipsync_cli.media import load_audio, probe
 
     video = shared_path("media", "04_square700_frontal.mp4")
     audio = short_audio(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 2.0)
     out = tmp_path / "out.mp4"
-    proc = run_dub(video, audio, "-o", out, "--model", wav2lip_ckpt, "--detector", "mediapipe", weights_dir=weights_dir)
+    proc = run_dub(capfd, video, audio, "-o", out, "--model", wav2lip_ckpt, "--detector", "mediapipe", weights_dir=weights_dir)
     assert proc.returncode == 0, proc.stderr
     fps = float(probe(video).fps)
     check_dub_output(out, 700, 700, len(load_audio(audio)) / 16000, fps)
@@ -289,12 +290,12 @@ def musetalk_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_commercial_dub_of_05_with_musetalk_says_every_model_is_cleared(tmp_path, weights_dir, musetalk_dir):
+def test_commercial_dub_of_05_with_musetalk_says_every_model_is_cleared(tmp_path, weights_dir, musetalk_dir, capfd):
     """No --detector: with --commercial, auto is MediaPipe on any device."""
     video = shared_path("media", "05_turned_head_224_glasses.mp4")
     audio = short_audio(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 1.0)
     out = tmp_path / "out.mp4"
-    proc = run_dub(video, audio, "-o", out, "--model", musetalk_dir, "--commercial", weights_dir=weights_dir)
+    proc = run_dub(capfd, video, audio, "-o", out, "--model", musetalk_dir, "--commercial", weights_dir=weights_dir)
     assert proc.returncode == 0, proc.stderr
     check_dub_output(out, 224, 224, 1.0, 25.0)
     assert "dubbed 25 frames (25 edited; faces: mediapipe; face 0 (--face largest)" in proc.stderr
@@ -305,11 +306,12 @@ def test_commercial_dub_of_05_with_musetalk_says_every_model_is_cleared(tmp_path
 
 @pytest.mark.parametrize("detector,named", [("auto", "wav2lip_gan (non-commercial)"),
                                             ("dlib", "dlib_68 (non-commercial)")])
-def test_commercial_refuses_a_run_with_a_model_not_cleared(tmp_path, weights_dir, wav2lip_ckpt, detector, named):
+def test_commercial_refuses_a_run_with_a_model_not_cleared(tmp_path, weights_dir, wav2lip_ckpt, detector, named,
+                                                          capfd):
     video = shared_path("media", "05_turned_head_224_glasses.mp4")
     out = tmp_path / "out.mp4"
     model = wav2lip_ckpt if detector == "auto" else "musetalk"
-    proc = run_dub(video, shared_path("media", "04b_dub_audio_en_44k.wav"), "-o", out, "--model", model,
+    proc = run_dub(capfd, video, shared_path("media", "04b_dub_audio_en_44k.wav"), "-o", out, "--model", model,
                    "--detector", detector, "--commercial", weights_dir=weights_dir)
     assert proc.returncode == 2 and not out.exists()
     [line] = proc.stderr.strip().splitlines()

@@ -265,13 +265,13 @@ def test_bf16_stays_within_the_measured_tolerance(models_dir, vec):
 # ---------------------------------------------------------------- end to end through the CLI
 
 
-def run_cli(*args, env=None, process=False):
+def run_cli(*args, env=None):
     """`lipsync dub ARGS` in this process (tests/cli_utils.py: no interpreter, torch and diffusers import per run);
-    in a process of its own with another environment, or where a test asks for the real console process."""
+    in a process of its own with another environment."""
     import os
 
     args = ["dub", *map(str, args), "--detector", "dlib", "--device", "cpu"]
-    if env is None and not process:
+    if env is None:
         return lipsync_in_process(held_capfd(), *args)
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True, env=full_env)
@@ -306,7 +306,7 @@ def test_cli_dubs_the_portrait_hevc_clip(tmp_path, models_dir):
     video = shared_path("media", "02_portrait_1080x1920_hevc.mp4")
     audio = short_audio(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 1.0)
     out = tmp_path / "portrait.mp4"
-    proc = run_cli(video, audio, "-o", out, "--model", models_dir, "--reference", "kmeans", process=True)
+    proc = run_cli(video, audio, "-o", out, "--model", models_dir, "--reference", "kmeans")
     assert proc.returncode == 0, proc.stderr
     check_dub_output(out, 1080, 1920, audio_seconds(audio), 25.0)
     # the one family dubbed on this clip (it was two): the face is found and dubbed in most frames

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_utils import lipsync_in_process
 from conftest import ffmpeg_bin, make_face_clip, make_speech, shared_path
 
 from lipsync_cli.config import PreprocessConfig
@@ -128,18 +129,19 @@ def test_rerun_skips_finished_clips(dataset, src):
     assert _manifest(out) == manifest
 
 
-def test_cli_shards_with_workers_cover_every_clip_once(dataset, src, tmp_path):
-    """Two shards (the second with a process pool) into one OUT: the same dataset as one run."""
+def test_cli_shards_with_workers_cover_every_clip_once(dataset, src, tmp_path, capfd):
+    """Two shards (the first in this process, the second a process of its own with a process pool) into one OUT:
+    the same dataset as one run."""
     out, _ = dataset
     shared_out = tmp_path / "ds"
-    base = [sys.executable, "-m", "lipsync_cli", "preprocess", str(src), str(shared_out), "--detector", "dlib",
-            "--val-fraction", "0.3"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.run(base + ["--shard", "0/2", "-q"], capture_output=True, text=True, env=env)
+    args = ["preprocess", str(src), str(shared_out), "--detector", "dlib", "--val-fraction", "0.3"]
+    first = lipsync_in_process(capfd, *args, "--shard", "0/2", "-q")
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""
     part = _manifest(shared_out)
-    second = subprocess.run(base + ["--shard", "1/2", "--workers", "2"], capture_output=True, text=True, env=env)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    second = subprocess.run([sys.executable, "-m", "lipsync_cli", *args, "--shard", "1/2", "--workers", "2"],
+                            capture_output=True, text=True, env=env)
     assert second.returncode == 0, second.stderr
     assert "clips done" in second.stderr and "skipped: no face" in second.stderr
     whole = _manifest(shared_out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cli_utils import lipsync_in_process
 
 from lipsync_cli.generators.refs.kmeans_references import (ClipReferences, N_REFS, kmeans_references, lip_features,
                                                           select_references)
@@ -368,9 +369,8 @@ def test_train_generator_refs_runs_both_stages_and_learns_the_synthetic_set(synt
 
 def test_cli_train_generator_refs_switches_reach_the_checkpoint(synthetic_refs_data, tmp_path, capfd):
     """The ablation switches of `lipsync train generator --arch refs` end up in the saved network's config.
-    The CLI runs in this process (tests/cli_utils.py); the offline test below starts a real one."""
+    The CLI runs in this process (tests/cli_utils.py), as in the offline test below."""
     from ckpt_utils import write_public_checkpoint
-    from cli_utils import lipsync_in_process
 
     from lipsync_cli.models import load_checkpoint
 
@@ -393,22 +393,20 @@ def test_cli_train_generator_refs_switches_reach_the_checkpoint(synthetic_refs_d
     assert bad.returncode == 2 and "--perceptual" in bad.stderr and "'off'" in bad.stderr, bad.stderr  # names choices
 
 
-def test_imagenet_perceptual_offline_fails_in_one_line_before_training(synthetic_refs_data, tmp_path):
+def test_imagenet_perceptual_offline_fails_in_one_line_before_training(synthetic_refs_data, tmp_path, monkeypatch,
+                                                                      capfd):
     """The default --perceptual imagenet needs the vgg16_imagenet weights entry: offline and uncached it is the
     missing-weights error (exit 3), one line saying what to pass instead, and no training step was taken."""
-    import os
-    import subprocess
-    import sys
-
     from ckpt_utils import write_public_checkpoint
 
     expert = write_public_checkpoint(tmp_path / "expert.pth", "syncnet")
     run = tmp_path / "run"
-    env = {**os.environ, "LIPSYNC_OFFLINE": "1", "LIPSYNC_CACHE_DIR": str(tmp_path / "cache"), "LIPSYNC_WEIGHTS_DIR": ""}
-    proc = subprocess.run([sys.executable, "-m", "lipsync_cli", "train", "generator", str(synthetic_refs_data),
-                           "--arch", "refs", "--expert", str(expert), "-o", str(run), "--max-steps", "2",
-                           "--workers", "0", "--device", "cpu", "--batch-size", "2", "--base", "8", "--refs", "3"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    monkeypatch.setenv("LIPSYNC_OFFLINE", "1")
+    monkeypatch.setenv("LIPSYNC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LIPSYNC_WEIGHTS_DIR", "")
+    proc = lipsync_in_process(capfd, "train", "generator", synthetic_refs_data, "--arch", "refs", "--expert", expert,
+                              "-o", run, "--max-steps", "2", "--workers", "0", "--device", "cpu", "--batch-size", "2",
+                              "--base", "8", "--refs", "3")
     assert proc.returncode == 3, proc.stderr
     assert "vgg16-397923af.pth" in proc.stderr and "--perceptual random" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 
 from lipsync_cli.errors import WeightsError
 from lipsync_cli.weights.env import env_flag
-from lipsync_cli.weights.manifest import WeightSpec, entry, expand, family, looks_like_path, names, names_where
+from lipsync_cli.weights.manifest import WeightSpec, entry, expand, family, looks_like_path, names, names_where, specs
 
 
 def require_licence(spec: WeightSpec, accepted: bool) -> None:
@@ -31,17 +31,36 @@ def require_licence(spec: WeightSpec, accepted: bool) -> None:
 
 def model_entries(name_or_path: str | os.PathLike) -> list[str]:
     """The weights.toml entries a --model value stands for: an entry name; a family name (musetalk: its parts);
-    a MuseTalk models/ folder (its parts); a file named like a known entry's file (a copy of it). A checkpoint
+    a family's folder as its upstream lays it out (folder_family: a LatentSync checkpoints/ or MuseTalk models/
+    folder stands for its family's parts); a file named like a known entry's file (a copy of it). A checkpoint
     of another name is the user's own file: no entry, its terms are theirs."""
     text = str(name_or_path)
     if text in names():
         return [text]
     path = Path(text).expanduser()
     if path.is_dir():
-        return family("musetalk")
+        return expand([folder_family(path)])
     if path.is_file() or looks_like_path(text):
         return names_where(lambda spec: Path(spec.filename).name == path.name)
     return expand(family(text))
+
+
+# The family of a folder that holds none of the families' files: MuseTalk's loader takes any folder (also a MuseTalk
+# checkout, whose files lie under models/), so a run that loaded such a folder ran MuseTalk.
+ANY_FOLDER_FAMILY = "musetalk"
+
+
+def folder_family(folder: Path) -> str:
+    """The family whose weights.toml files `folder` holds most of, each file looked for at its path under the
+    family's own folder (latentsync/whisper/tiny.pt → folder/whisper/tiny.pt: the weights dir mirrors upstream's
+    checkpoints/ and models/ layouts). Ties go to the first family in weights.toml order."""
+    def held(arch: str) -> int:
+        inside = [Path(*Path(entry(n).filename).parts[1:]) for n in family(arch)]
+        return sum((folder / rel).is_file() for rel in inside if rel.parts)
+
+    counts = {arch: held(arch) for arch in dict.fromkeys(spec.architecture for spec in specs())}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ANY_FOLDER_FAMILY
 
 
 def uncleared(entries: Iterable[str]) -> list[str]:

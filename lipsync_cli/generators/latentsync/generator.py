@@ -6,6 +6,7 @@ Per clip: whisper contexts at each frame's timestamp, one similarity transform p
 posterior draws of the masked and unmasked faces → DDIM with guidance → decode → the surrounding
 pixels pasted over the decode. Per frame: the inverse warp into the full-resolution frame.
 Out of memory halves the window (16 → 8 → … → 1); a single frame that does not fit is a one-line error.
+A window whose decode is not finite (NaN/Inf: fp16 overflow) is computed again in fp32 (device.finite_or_fp32).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lipsync_cli.config import LatentSyncConfig
 from lipsync_cli.errors import InputError, LipsyncError
 from lipsync_cli.generators.latentsync import align, files, paste, sampler, unet
 from lipsync_cli.generators.latentsync import audio as ls_audio
-from lipsync_cli.device import autocast, empty_cache, is_oom, pick_precision
+from lipsync_cli.device import autocast, empty_cache, finite_or_fp32, is_oom, pick_precision
 from lipsync_cli.faces.track import FaceTrack
 from lipsync_cli.generators.base import Generator
 
@@ -136,18 +137,24 @@ class LatentSyncGenerator(Generator):
         h = self.resolution // paste.LATENT_SCALE
         pix = paste.pixels(crops)  # (F, 3, R, R) float32
         masked = paste.masked_pixels(pix, self.mask).float()
-        eps_masked = sampler.draw_eps(self.rng, n, h)
+        eps_masked = sampler.draw_eps(self.rng, n, h)  # drawn once: an fp32 retry reuses the same numbers
         eps_ref = sampler.draw_eps(self.rng, n, h)
-        with torch.inference_mode(), autocast(dev, self.precision):
-            lat_masked = self._encode(masked, eps_masked)
-            lat_ref = self._encode(pix, eps_ref)
-            mask = torch.from_numpy(paste.latent_mask(self.mask)).to(dev)[None, None, None].expand(1, 1, n, h, h)
-            cond = sampler.Conditioning(mask, _frames_last(lat_masked), _frames_last(lat_ref),
-                                        torch.from_numpy(np.ascontiguousarray(contexts)).to(dev))
-            latents = self.noise.to(dev).expand(1, -1, n, -1, -1)
-            latents = sampler.denoise(self.nets.unet, sampler.scheduler(self.cfg.steps), latents, cond,
-                                      self.cfg.guidance, self.cfg.deepcache)
-            decoded = sampler.decode(self.nets.vae, latents, self.cfg.vae_frames)
+
+        def forward(precision: str):
+            with torch.inference_mode(), autocast(dev, precision):
+                lat_masked = self._encode(masked, eps_masked)
+                lat_ref = self._encode(pix, eps_ref)
+                mask = torch.from_numpy(paste.latent_mask(self.mask)).to(dev)[None, None, None].expand(1, 1, n, h, h)
+                cond = sampler.Conditioning(mask, _frames_last(lat_masked), _frames_last(lat_ref),
+                                            torch.from_numpy(np.ascontiguousarray(contexts)).to(dev))
+                latents = self.noise.to(dev).expand(1, -1, n, -1, -1)
+                latents = sampler.denoise(self.nets.unet, sampler.scheduler(self.cfg.steps), latents, cond,
+                                          self.cfg.guidance, self.cfg.deepcache)
+                return sampler.decode(self.nets.vae, latents, self.cfg.vae_frames)
+
+        # fp16 overflow in the VAE or the UNet: this window again in fp32, never NaN pasted into the frames
+        decoded = finite_or_fp32(forward, dev, self.precision, "the LatentSync UNet or VAE")
+        with torch.inference_mode():
             faces = paste.surround(decoded, pix.to(dev), self.mask)
         return faces.permute(0, 2, 3, 1).float().cpu().numpy()
 

@@ -1,13 +1,32 @@
 """Peak RSS against video length for each generator family and for LSE: memory must be flat in length.
 
-    python benchmarks/bench_memory_length.py VIDEO AUDIO --box X1 Y1 X2 Y2 [--seconds 6 60]
+    python benchmarks/bench_memory_length.py VIDEO AUDIO --box X1 Y1 X2 Y2 [--seconds 6 60] [--families ...] [--fps N]
 
-VIDEO and AUDIO are looped to each length (ffmpeg -stream_loop) and each run is a fresh process, so its peak
-RSS (ru_maxrss) is its own. Families: Wav2Lip (random weights in the public layout: the real network), MuseTalk
-(the tests' tiny UNet/VAE with the real whisper-tiny encoder: the per-frame audio contexts, which grew with
-length, have their real size; the UNet's fixed 3.4 GB is not what this measures) and LSE (upstream SyncNet with
-random weights). `--box` skips face detection (its track is ~560 bytes a frame). Prints MB at each length and
-the slope in MB per minute of video. Not a test: it prints a table.
+VIDEO and AUDIO are looped to each length (ffmpeg -stream_loop; `--fps` re-times the video, for a family too slow
+on CPU to dub a minute at the clip's own rate) and each run is a fresh process importing this checkout, so its
+peak RSS (VmHWM) is its own. Families: wav2lip (random weights in the public layout: the real network),
+musetalk (the tests' tiny UNet/VAE with a random whisper encoder of whisper-tiny's size: the per-frame audio
+contexts, which grew with length, have their real size; the UNet's fixed 3.4 GB is not what this measures), lse
+and lse-nojpeg (upstream SyncNet with random weights scoring evaluate's default crop around `--box` at 25 fps,
+with and without the JPEG round trip). `--box` skips face detection (its track is ~560 bytes a frame). Prints
+MB at each length, the slope in MB per minute of video and each run's wall seconds. Not a test: it prints a table.
+
+Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 30 fps) + 04b_dub_audio_en_44k.wav,
+--box 281 109 486 367 (mediapipe's box), 2 cores of an "Intel(R) Xeon(R) Processor" shared with other work
+(load 6-10), `nice -n 10`:
+
+    family                6 s MB   60 s MB   MB/min   wall s (6 s / 60 s)
+    wav2lip                 1379      1347      -36   (issue 23's earlier run of the same command)
+    musetalk --fps 10       1441      1441      0.4    191 / 1307
+    lse                     1075      1075      0.0     50 / 182
+    lse-nojpeg               973       988       17     27 / 176
+
+Before the fixes of issue 23's leftover, lse measured 1027 / 1148 MB (134 MB/min: the peak of two phases that
+grew, the MFCCs of the whole audio at once, ~110 MB a minute, and glibc heap fragmentation between SyncNet batches,
+985 / 1125 MB once the MFCCs were made 10 s at a time) and lse-nojpeg
+1027 / 1379 MB (391 MB/min: every 224x224 crop held). What stays per frame is the two SyncNet embeddings the
+report is computed from (8 KB a frame at 25 fps, ~12 MB a minute). A peak equal at both lengths means the
+fixed-size phases (loading, the whisper encoder on a 30 s segment, a SyncNet batch) set it.
 """
 
 from __future__ import annotations
@@ -47,7 +66,18 @@ def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> 
                         batch_size=8)
         with tempfile.TemporaryDirectory() as tmp:
             dub(Path(video), Path(audio), Path(tmp) / "out.mp4", cfg)
-    return {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM, not ru_maxrss, which a child process inherits from its parent (the
+    table's process holds ~1 GB: every run below that read as the parent's size)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def box_track(video: str, box: list[int]):

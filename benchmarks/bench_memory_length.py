@@ -21,12 +21,14 @@ Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 30 fps
     lse                     1075      1075      0.0     50 / 182
     lse-nojpeg               973       988       17     27 / 176
 
-Before the fixes of issue 23's leftover, lse measured 1027 / 1148 MB (134 MB/min: the peak of two phases that
-grew, the MFCCs of the whole audio at once, ~110 MB a minute, and glibc heap fragmentation between SyncNet batches,
-985 / 1125 MB once the MFCCs were made 10 s at a time) and lse-nojpeg
-1027 / 1379 MB (391 MB/min: every 224x224 crop held). What stays per frame is the two SyncNet embeddings the
-report is computed from (8 KB a frame at 25 fps, ~12 MB a minute). A peak equal at both lengths means the
-fixed-size phases (loading, the whisper encoder on a 30 s segment, a SyncNet batch) set it.
+Before the fixes of issue 23's leftover, lse peaked at 1148 MB and lse-nojpeg at 1379 MB for 60 s (every
+224x224 crop held); with the MFCCs made 10 s at a time (all at once: ~110 MB a minute of audio) and the crops
+streamed, lse still went 985 -> 1125 MB (156 MB/min: glibc heap fragmentation between SyncNet batches) while
+lse-nojpeg was 973 -> 988 MB. (Their 6 s figures read 1027 MB then: ru_maxrss showed the table process's size.)
+What stays per frame is the two SyncNet embeddings the report is computed from (8 KB a frame at 25 fps, ~12 MB
+a minute). The wav2lip and musetalk rows were read with ru_maxrss, above the table process's size (873 MB for
+musetalk), so they are the runs' own; a peak equal at both lengths is set by a fixed-size phase (loading, the
+whisper encoder on a 30 s segment).
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ MEDIA = SHARED / "media"
 DATASETS = SHARED / "datasets"
 REFERENCE = SHARED / "reference"
 
-FIRST_MODULES = ("test_learnability",)  # the longest single jobs: under -n, one worker starts on them at once
+# The longest modules, longest first (measured with --durations): under `-n N --dist loadfile --no-loadscope-reorder`
+# the workers start on them and the short ones fill in at the end, so no worker waits alone on a long one.
+FIRST_MODULES = ("test_learnability", "test_ray_batch", "test_syncnet", "test_training", "test_dub", "test_musetalk",
+                 "test_mediapipe")
 
 
 def pytest_configure(config):
@@ -44,7 +47,11 @@ def own_cache(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.module.__name__ not in FIRST_MODULES)  # stable: the rest keep their order
+    def rank(item) -> int:
+        name = item.module.__name__
+        return FIRST_MODULES.index(name) if name in FIRST_MODULES else len(FIRST_MODULES)
+
+    items.sort(key=rank)  # stable: within a module, and among the rest, the order stays pytest's
 
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Lip sync dubbing should follow every word."

@@ -68,8 +68,8 @@ def cli(jobs: Path, model: Path, *extra: str) -> list[str]:
             "--detector", "dlib", "--device", "cpu", *extra]
 
 
-def ray_args(report: Path) -> list[str]:
-    return ["--ray", "--workers", "2", "--cpus-per-worker", "1", "--report", str(report)]
+def ray_args(report: Path, workers: int = 2) -> list[str]:
+    return ["--ray", "--workers", str(workers), "--cpus-per-worker", "1", "--report", str(report)]
 
 
 def env(address: str, **extra) -> dict:
@@ -219,9 +219,10 @@ def test_worker_killed_mid_row_is_retried_elsewhere_without_partial_files(ray_ad
 
 
 def test_sigint_stops_the_batch_cleanly_and_a_rerun_resumes(ray_address, media, wav2lip_ckpt):
+    """One worker (the stop path is the driver's): row 1 done, row 2 mid-encode, row 3 never started."""
     jobs = job_file(media, "stop", [("face.mp4", "hi.wav")] + [("face.mp4", "long.wav")] * 2, "stop")
     report = media / "stop.json"
-    proc = subprocess.Popen(cli(jobs, wav2lip_ckpt, *ray_args(report)), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cli(jobs, wav2lip_ckpt, *ray_args(report, workers=1)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env(ray_address))
     out = media / "out" / "stop"
     wait_for(lambda: (out / "o1.mp4").exists() and partials(out), proc)  # row 1 done, a long row mid-encode
@@ -236,7 +237,7 @@ def test_sigint_stops_the_batch_cleanly_and_a_rerun_resumes(ray_address, media, 
     assert sorted(p.name for p in out.iterdir()) == sorted(f"o{n}.mp4" for n in finished)
     assert partials(media) == []
 
-    again = subprocess.run(cli(jobs, wav2lip_ckpt, *ray_args(report)), capture_output=True, text=True,
+    again = subprocess.run(cli(jobs, wav2lip_ckpt, *ray_args(report, workers=1)), capture_output=True, text=True,
                            env=env(ray_address), timeout=600)
     assert again.returncode == 0, again.stderr
     got = report_rows(report)
@@ -248,7 +249,7 @@ def test_sigint_stops_the_batch_cleanly_and_a_rerun_resumes(ray_address, media, 
 def test_sigterm_takes_the_same_clean_path(ray_address, media, wav2lip_ckpt):
     """ray.init replaces the driver's SIGTERM handler; the CLI's must be back, so SIGTERM also removes partials."""
     jobs = job_file(media, "term", [("face.mp4", "long.wav")] * 2, "term")
-    proc = subprocess.Popen(cli(jobs, wav2lip_ckpt, *ray_args(media / "term.json")), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cli(jobs, wav2lip_ckpt, *ray_args(media / "term.json", workers=1)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env(ray_address))
     out = media / "out" / "term"
     wait_for(lambda: partials(out), proc)

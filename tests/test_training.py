@@ -43,7 +43,8 @@ def expert_ckpt(tmp_path_factory) -> Path:
 
 
 def _cli(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    # as many threads as this process uses: the kill -9 test compares its runs with one in this process, bit for bit
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen([sys.executable, "-m", "lipsync_cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 

@@ -13,20 +13,20 @@ MB at each length, the slope in MB per minute of video and each run's wall secon
 
 Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 30 fps) + 04b_dub_audio_en_44k.wav,
 --box 281 109 486 367 (mediapipe's box), 2 cores of an "Intel(R) Xeon(R) Processor" shared with other work
-(load 6-10), `nice -n 10`:
+(load 1.4-10; the lse rows at 1.4-3.9), `nice -n 10`:
 
     family                6 s MB   60 s MB   MB/min   wall s (6 s / 60 s)
     wav2lip                 1379      1347      -36   (issue 23's earlier run of the same command)
     musetalk --fps 10       1441      1441      0.4    191 / 1307
-    lse                     1075      1075      0.0     50 / 182
-    lse-nojpeg               973       988       17     27 / 176
+    lse                      959       978       21     16 / 112
+    lse-nojpeg               962       977       17     16 / 102
 
 Before the fixes of issue 23's leftover, lse peaked at 1148 MB and lse-nojpeg at 1379 MB for 60 s (every
 224x224 crop held); with the MFCCs made 10 s at a time (all at once: ~110 MB a minute of audio) and the crops
 streamed, lse still went 985 -> 1125 MB (156 MB/min: glibc heap fragmentation between SyncNet batches) while
 lse-nojpeg was 973 -> 988 MB. (Their 6 s figures read 1027 MB then: ru_maxrss showed the table process's size.)
-What stays per frame is the two SyncNet embeddings the report is computed from (8 KB a frame at 25 fps, ~12 MB
-a minute). The wav2lip and musetalk rows were read with ru_maxrss, above the table process's size (873 MB for
+What stays per frame now is the two SyncNet embeddings the report is computed from (8 KB a frame at 25 fps, ~12
+MB a minute), the int16 audio and its MFCCs (~3 MB a minute). The wav2lip and musetalk rows were read with ru_maxrss, above the table process's size (873 MB for
 musetalk), so they are the runs' own; a peak equal at both lengths is set by a fixed-size phase (loading, the
 whisper encoder on a 30 s segment).
 """

@@ -26,9 +26,9 @@ Before the fixes of issue 23's leftover, lse peaked at 1148 MB and lse-nojpeg at
 streamed, lse still went 985 -> 1125 MB (156 MB/min: glibc heap fragmentation between SyncNet batches) while
 lse-nojpeg was 973 -> 988 MB. (Their 6 s figures read 1027 MB then: ru_maxrss showed the table process's size.)
 What stays per frame now is the two SyncNet embeddings the report is computed from (8 KB a frame at 25 fps, ~12
-MB a minute), the int16 audio and its MFCCs (~3 MB a minute). The wav2lip and musetalk rows were read with ru_maxrss, above the table process's size (873 MB for
-musetalk), so they are the runs' own; a peak equal at both lengths is set by a fixed-size phase (loading, the
-whisper encoder on a 30 s segment).
+MB a minute), the int16 audio and its MFCCs (~3 MB a minute). The wav2lip and musetalk rows were read with
+ru_maxrss, above the table process's size (873 MB for musetalk), so they are the runs' own; a peak equal at both
+lengths is set by a fixed-size phase (loading, the whisper encoder on a 30 s segment).
 """
 
 from __future__ import annotations

@@ -136,8 +136,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = models(folder)
-        clips = {s: (looped(args.video, s, folder / f"v{s:g}.mp4", args.fps), looped(args.audio, s, folder / f"a{s:g}.m4a"))
-                 for s in args.seconds}
+        clips = {s: (looped(args.video, s, folder / f"v{s:g}.mp4", args.fps),
+                     looped(args.audio, s, folder / f"a{s:g}.m4a")) for s in args.seconds}
         short, long = min(args.seconds), max(args.seconds)
         print(f"{'':<11}" + "".join(f"{f'{s:g} s MB':>10}" for s in clips) + f"{'MB/min':>9}  wall s")
         for family in args.families:

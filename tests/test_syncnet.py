@@ -65,7 +65,7 @@ def _full_frames(ref) -> np.ndarray:
 def case_c(ref, model):
     from lipsync_cli.evaluation import upstream_syncnet
 
-    return upstream_syncnet.score(_full_frames(ref), ref["full_audio"], model)
+    return upstream_syncnet.score(_full_frames(ref), ref["full_audio"], model, features=True)
 
 
 class _LipTowerFromCaseC:
@@ -99,7 +99,8 @@ def _score_on_case_c_frames(ref, audio, model, case_c):
 
     full = _full_frames(ref)
     assert np.array_equal(ref["frames"], full[:100])  # README §3: "The first 100 decoded frames equal frames"
-    return upstream_syncnet.score(ref["frames"], audio, _LipTowerFromCaseC(model, full, case_c["im_feat"]))
+    return upstream_syncnet.score(ref["frames"], audio, _LipTowerFromCaseC(model, full, case_c["im_feat"]),
+                                  features=True)
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +295,23 @@ def test_scores_from_stored_distances_are_exact(ref, prefix):
     assert got["lse_d"] == float(ref[prefix + "minval"]) and got["lse_c"] == float(ref[prefix + "conf"])
     assert got["offset"] == int(ref[prefix + "offset"])
     assert _max_diff(got["fconfm"], ref[prefix + "fconfm"]) <= 1e-6
+
+
+@pytest.mark.parametrize("windows, batches", [(312, [20] * 15 + [12]), (7, [3, 4]), (1, [1]), (40, [40])])
+def test_distances_row_by_row_as_embeddings_arrive_equal_distances(ref, windows, batches):
+    """DistanceRows (what score() uses, so LSE holds no whole-video embeddings) is bit-identical to distances()
+    on the same embeddings, whatever the batches, for videos shorter and longer than the ±15 shifts."""
+    import torch
+
+    from lipsync_cli.evaluation import upstream_syncnet
+
+    im, cc = ref["full_im_feat"][:windows], ref["full_cc_feat"][:windows]
+    rows, start = upstream_syncnet.DistanceRows(), 0
+    for size in batches:
+        rows.add(torch.from_numpy(im[start:start + size]), torch.from_numpy(cc[start:start + size]))
+        start += size
+    assert start == windows
+    assert np.array_equal(rows.finish(), upstream_syncnet.distances(im, cc))
 
 
 def test_distances_from_stored_embeddings(ref):

@@ -16,7 +16,7 @@ crop, JPEG round trip) is lipsync_cli/evaluation/lse.py. Importing this module i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
@@ -128,14 +128,14 @@ def n_windows(n_frames: int, n_samples: int) -> int:
     return max(0, min(n_frames, n_samples // SAMPLES_PER_FRAME) - WINDOW)
 
 
-def embed(frames: Iterable[np.ndarray], audio: np.ndarray, model,
-          batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray, int]:
-    """(im_feat, cc_feat, n_frames): each embedding (W, 1024) float32, lip window v = frames v..v+4, audio window
-    v = MFCC columns 4v..4v+19, for v < n_windows. audio (M,) int16; frames (224, 224, 3) uint8 BGR, an array
-    (N, 224, 224, 3) or any iterable (a stream of crops, media.upstream.JpegFrames), read once, front to back:
-    a batch of windows is embedded as soon as its frames are in, so only ~batch_size + 5 frames are ever held
-    and memory does not grow with the video (a 224² crop is 150 KB). The batches are those of range(0, W,
-    batch_size) whatever the input, so the result does not depend on how the frames arrive."""
+def embed_batches(frames: Iterable[np.ndarray], audio: np.ndarray, model, sink: Callable,
+                  batch_size: int = BATCH) -> int:
+    """Hands each batch of windows' embeddings, in order, to sink(lip (B, 1024), aud (B, 1024)) float32 tensors;
+    returns how many frames were read. audio (M,) int16; frames (224, 224, 3) uint8 BGR, an array (N, 224, 224,
+    3) or any iterable (a stream of crops, media.upstream.JpegFrames), read once, front to back: a batch of
+    windows is embedded as soon as its frames are in, so only ~batch_size + 5 frames are ever held and memory
+    does not grow with the video (a 224² crop is 150 KB). The batches are those of range(0, W, batch_size)
+    whatever the input, so the result does not depend on how the frames arrive."""
     import torch
 
     device = next(model.parameters()).device
@@ -143,14 +143,13 @@ def embed(frames: Iterable[np.ndarray], audio: np.ndarray, model,
     # (13, T) float32, as upstream's cct; audio too short for one window is refused below, after the frames
     coeffs = torch.from_numpy(mfcc(audio).astype(np.float32)) if audio_frames > WINDOW else None
     held, first, start, seen = [], 0, 0, 0  # held: frames first..seen-1; windows before `start` are done
-    lips, auds = [], []
 
     def run(stop: int) -> None:
         nonlocal held, first, start
         clip = np.stack(held[start - first:stop + WINDOW - 1 - first])  # frames start..stop+3
-        lips.append(model.forward_lip(_lip_batch(clip, 0, stop - start).to(device)).float().cpu())
+        lip = model.forward_lip(_lip_batch(clip, 0, stop - start).to(device)).float().cpu()
         cc = torch.stack([coeffs[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW] for v in range(start, stop)])
-        auds.append(model.forward_aud(cc.unsqueeze(1).to(device)).float().cpu())  # (B, 1, 13, 20)
+        sink(lip, model.forward_aud(cc.unsqueeze(1).to(device)).float().cpu())  # cc: (B, 1, 13, 20)
         held, first, start = held[stop - first:], stop, stop
         release_freed_memory()  # else frames read between batches fragment the heap: RSS grew ~2.5 MB a second
 
@@ -168,7 +167,7 @@ def embed(frames: Iterable[np.ndarray], audio: np.ndarray, model,
                              f"audio; got {seen} frames and {len(audio) / SAMPLE_RATE:.2f} s of audio")
         while start < n_win:
             run(min(start + batch_size, n_win))
-    return torch.cat(lips).numpy(), torch.cat(auds).numpy(), seen
+    return seen
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
@@ -197,6 +196,44 @@ def distances(im_feat: np.ndarray, cc_feat: np.ndarray, vshift: int = VSHIFT) ->
     """(W, 2*vshift+1) float32: d[i, k] = ||im_feat[i] - cc_feat[i + k - vshift] + 1e-6|| (upstream's
     calc_pdist). Audio windows outside 0..W-1 are zero vectors and stay in every average."""
     return np.stack([d.numpy() for d in _pdist(im_feat, cc_feat, vshift)])
+
+
+class DistanceRows:
+    """distances() row by row as the embeddings arrive (add() per batch, then finish()): row i needs audio windows
+    i - vshift .. i + vshift, so only those and the lip windows still waiting for them are held, never both
+    embeddings of the whole video (8 KB a frame: 12 MB per minute). Each row is the same arithmetic on the same
+    values as _pdist's, so the result is bit-identical to distances(im_feat, cc_feat)."""
+
+    def __init__(self, vshift: int = VSHIFT):
+        self.vshift, self.rows, self.lips, self.auds = vshift, [], [], None  # auds[0] is row lips[0]'s first shift
+
+    def add(self, lip, aud) -> None:
+        import torch
+
+        if self.auds is None:  # the zero vectors before audio window 0
+            self.auds = aud.new_zeros(self.vshift, aud.shape[1])
+        self.lips.extend(lip)
+        self.auds = torch.cat([self.auds, aud])
+        self._rows_ready()
+
+    def finish(self) -> np.ndarray:
+        """(W, 2*vshift+1) float32, as distances()."""
+        import torch
+
+        if self.auds is not None:  # the zero vectors after the last audio window
+            self.auds = torch.cat([self.auds, self.auds.new_zeros(self.vshift, self.auds.shape[1])])
+            self._rows_ready()
+        return np.stack(self.rows) if self.rows else np.zeros((0, 2 * self.vshift + 1), np.float32)
+
+    def _rows_ready(self) -> None:
+        import torch.nn.functional as F
+
+        width, done = 2 * self.vshift + 1, 0
+        while done < len(self.lips) and done + width <= len(self.auds):
+            lip = self.lips[done]
+            self.rows.append(F.pairwise_distance(lip[None].repeat(width, 1), self.auds[done:done + width]).numpy())
+            done += 1
+        self.lips, self.auds = self.lips[done:], self.auds[done:]
 
 
 def _pdist(im_feat: np.ndarray, cc_feat: np.ndarray, vshift: int) -> list:
@@ -232,17 +269,32 @@ def summarise(dists: np.ndarray, vshift: int = VSHIFT) -> dict:
             "fdist": fdist, "fconf": fconf, "fconfm": signal.medfilt(fconf, kernel_size=FRAMEWISE_MEDFILT)}
 
 
-def score(frames: Iterable[np.ndarray], audio: np.ndarray, model, batch_size: int = BATCH) -> dict:
+def score(frames: Iterable[np.ndarray], audio: np.ndarray, model, batch_size: int = BATCH,
+          features: bool = False) -> dict:
     """LSE-D / LSE-C of face crops already in upstream's input form.
 
-    frames: (N, 224, 224, 3) uint8 BGR 0-255 at 25 fps, an array or a stream of frames (see embed); audio: (M,)
-    int16 at 16 kHz, starting with frame 0. Returns summarise()'s dict (lse_d, lse_c, offset in frames, minidx,
-    median, mdist (31,) = the mean distance per shift, fdist/fconf/fconfm per window) plus dists (W, 31), the two
-    embeddings and frames (how many frames were read).
-    """
-    im_feat, cc_feat, n_frames = embed(frames, audio, model, batch_size)
-    dists = distances(im_feat, cc_feat)
-    return {**summarise(dists), "dists": dists, "im_feat": im_feat, "cc_feat": cc_feat, "frames": n_frames}
+    frames: (N, 224, 224, 3) uint8 BGR 0-255 at 25 fps, an array or a stream of frames (see embed_batches);
+    audio: (M,) int16 at 16 kHz, starting with frame 0. Returns summarise()'s dict (lse_d, lse_c, offset in frames,
+    minidx, median, mdist (31,) = the mean distance per shift, fdist/fconf/fconfm per window) plus dists (W, 31)
+    and frames (how many frames were read). The distances are computed as the embeddings arrive (DistanceRows):
+    memory does not grow with the video. features=True also returns the two embeddings, im_feat and cc_feat
+    (W, 1024) each, kept whole (conformance checks)."""
+    import torch
+
+    rows, kept = DistanceRows(), ([], [])
+
+    def sink(lip, aud) -> None:
+        rows.add(lip, aud)
+        if features:
+            kept[0].append(lip)
+            kept[1].append(aud)
+
+    n_frames = embed_batches(frames, audio, model, sink, batch_size)
+    dists = rows.finish()
+    result = {**summarise(dists), "dists": dists, "frames": n_frames}
+    if features:
+        result.update(im_feat=torch.cat(kept[0]).numpy(), cc_feat=torch.cat(kept[1]).numpy())
+    return result
 
 
 def per_second(dists: np.ndarray, first_frame: int = 0) -> list[dict]:

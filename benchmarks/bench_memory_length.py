@@ -16,17 +16,21 @@ Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 30 fps
 (load 1.4-10; the lse rows at 1.4-3.9), `nice -n 10`:
 
     family                6 s MB   60 s MB   MB/min   wall s (6 s / 60 s)
-    wav2lip                 1379      1347      -36   (issue 23's earlier run of the same command)
+    wav2lip                 1174      1175      1.4     13 / 91    (load ~2.4; VmHWM)
     musetalk --fps 10       1441      1441      0.4    191 / 1307
-    lse                      959       978       21     16 / 112
-    lse-nojpeg               962       977       17     16 / 102
+    lse                      960       973      14.0     9 / 63    (load ~2; 180 s: 985 MB, 7.7 MB/min 6-180 s)
+    lse-nojpeg               963       969       6.7     9 / 53
+
+The wav2lip and lse rows are from after SyncNet's distances were made row by row as the embeddings arrive
+(upstream_syncnet.DistanceRows: the two whole-video embeddings, 8 KB a frame, are no longer kept). Before that,
+lse read 959 / 978 MB (21 MB/min) and lse-nojpeg 962 / 977 MB (17 MB/min). What still grows with length is the
+audio track itself: upstream's whole int16 PCM (1.9 MB a minute, twice while decoding) and its MFCCs.
 
 Before the fixes of issue 23's leftover, lse peaked at 1148 MB and lse-nojpeg at 1379 MB for 60 s (every
 224x224 crop held); with the MFCCs made 10 s at a time (all at once: ~110 MB a minute of audio) and the crops
 streamed, lse still went 985 -> 1125 MB (156 MB/min: glibc heap fragmentation between SyncNet batches) while
 lse-nojpeg was 973 -> 988 MB. (Their 6 s figures read 1027 MB then: ru_maxrss showed the table process's size.)
-What stays per frame now is the two SyncNet embeddings the report is computed from (8 KB a frame at 25 fps, ~12
-MB a minute), the int16 audio and its MFCCs (~3 MB a minute). The wav2lip and musetalk rows were read with
+What stays per frame now is a row of 31 distances (124 bytes), the int16 audio and its MFCCs (~3 MB a minute). The wav2lip and musetalk rows were read with
 ru_maxrss, above the table process's size (873 MB for musetalk), so they are the runs' own; a peak equal at both
 lengths is set by a fixed-size phase (loading, the whisper encoder on a 30 s segment).
 """

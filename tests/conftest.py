@@ -145,14 +145,18 @@ def speech_wav(tmp_path_factory) -> Path:
     return make_speech(tmp_path_factory.mktemp("speech") / "speech.wav")
 
 
+def audio_piece(src: Path, out: Path, seconds: float, start: float = 0.0) -> Path:
+    """SECONDS of the audio file SRC from START, written to OUT (ffmpeg picks the format from OUT's suffix)."""
+    subprocess.run([ffmpeg_bin(), "-y", "-v", "error", "-ss", str(start), "-i", str(src), "-t", str(seconds), str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def short_speech(speech_wav, tmp_path_factory) -> Path:
     """The first 1.2 s of speech_wav (30 frames at 25 fps): for end-to-end checks whose subject is not the length
     (formats, exit codes, errors), so each dub costs a quarter of speech_wav's."""
-    path = tmp_path_factory.mktemp("short_speech") / "speech.wav"
-    subprocess.run([ffmpeg_bin(), "-y", "-v", "error", "-i", str(speech_wav), "-t", "1.2", str(path)], check=True,
-                   capture_output=True)
-    return path
+    return audio_piece(speech_wav, tmp_path_factory.mktemp("short_speech") / "speech.wav", 1.2)
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,12 @@
 """`lipsync dub --model <refs checkpoint>`: KMeans references encoded once per clip, predicted mask used."""
 
 import re
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 from cli_utils import lipsync_in_process
-from conftest import ffmpeg_bin, shared_path
+from conftest import audio_piece, shared_path
 
 from lipsync_cli.config import DubConfig, FaceConfig
 from lipsync_cli.generators.registry import load_generator
@@ -39,8 +38,7 @@ def test_reference_encoder_runs_k_times_per_clip(tmp_path, face_clip, speech_wav
 def test_refs_checkpoint_dubs_shared_clip_and_still_image(tmp_path, face_image, refs_ckpt, capfd):
     video = shared_path("media", "05_turned_head_224_glasses.mp4")
     audio = shared_path("media", "02b_dub_audio_en_16k.wav")
-    short = tmp_path / "short.wav"
-    subprocess.run([ffmpeg_bin(), "-v", "error", "-i", str(audio), "-t", "1.2", str(short)], check=True)
+    short = audio_piece(audio, tmp_path / "short.wav", 1.2)
     for src, name in ((video, "clip.mp4"), (face_image, "still.mp4")):
         out = tmp_path / name
         proc = lipsync_in_process(capfd, "dub", src, short, "-o", out, "--model", refs_ckpt, "--detector", "dlib",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_utils import held_capfd, hold_capfd, lipsync_in_process  # noqa: F401 (hold_capfd: autouse fixture)
-from conftest import check_dub_output, ffmpeg_bin, ffprobe_streams, make_speech, shared_path
+from conftest import audio_piece, check_dub_output, ffprobe_streams, make_speech, shared_path
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
@@ -386,9 +386,7 @@ def test_cli_dubs_the_vfr_clip_with_a_checkpoints_folder(tmp_path, ckpt_dir):
     from lipsync_cli.media import load_audio, probe
 
     video = shared_path("media", "04_square700_frontal.mp4")
-    audio = tmp_path / "a.wav"
-    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-i", str(shared_path("media", "04b_dub_audio_en_44k.wav")),
-                    "-t", "0.5", str(audio)], check=True)
+    audio = audio_piece(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 0.5)
     out = tmp_path / "vfr.mp4"
     proc = run_cli(video, audio, "-o", out, "--model", ckpt_dir, "--steps", "1", "--precision", "fp32")
     assert proc.returncode == 0, proc.stderr
@@ -411,9 +409,8 @@ def test_dub_is_seeded_passes_faceless_frames_and_edits_only_the_crop(tmp_path, 
     from lipsync_cli.config import DubConfig, FaceConfig
 
     clip = faceless_stretch_clip(tmp_path / "gap.mp4")
-    audio = tmp_path / "a.wav"
     speech = make_speech(tmp_path / "s.wav", "One two three four.")
-    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-i", str(speech), "-t", "0.96", str(audio)], check=True)
+    audio = audio_piece(speech, tmp_path / "a.wav", 0.96)
     runs_seen = []
     real_edit = pipeline.edit_frames
 
@@ -459,12 +456,9 @@ def dub_in_process(*args):
                               "--steps", "1", "--guidance", "1", "--precision", "fp32")
 
 
-def short_speech(tmp_path: Path) -> Path:
+def portrait_speech(tmp_path: Path) -> Path:
     """0.2 s of 02b (the portrait clip's own speech, from 0.5 s: it starts silent): 5 frames at 25 fps."""
-    out = tmp_path / "a.wav"
-    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-ss", "0.5", "-i",
-                    str(shared_path("media", "02b_dub_audio_en_16k.wav")), "-t", "0.2", str(out)], check=True)
-    return out
+    return audio_piece(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 0.2, start=0.5)
 
 
 @pytest.mark.slow
@@ -477,7 +471,7 @@ def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, mediap
     from lipsync_cli.media import read_image
 
     video, out = shared_path("media", "02_portrait_1080x1920_hevc.mp4"), tmp_path / "portrait.mp4"
-    proc = dub_in_process(video, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
+    proc = dub_in_process(video, portrait_speech(tmp_path), "-o", out, "--model", ckpt_dir)
     assert proc.returncode == 0, proc.stderr
     check_dub_output(out, 1080, 1920, 0.2, 25.0)
     assert "dubbed 5 frames (5 edited; faces: mediapipe" in proc.stderr, proc.stderr
@@ -502,7 +496,7 @@ def test_cli_dubs_the_portrait_hevc_clip_on_the_mouth(tmp_path, ckpt_dir, mediap
 @pytest.mark.slow
 def test_cli_dubs_a_still_image(tmp_path, ckpt_dir, face_image, mediapipe_weights):
     out = tmp_path / "still.mp4"
-    proc = dub_in_process(face_image, short_speech(tmp_path), "-o", out, "--model", ckpt_dir)
+    proc = dub_in_process(face_image, portrait_speech(tmp_path), "-o", out, "--model", ckpt_dir)
     assert proc.returncode == 0, proc.stderr
     check_dub_output(out, 300, 300, 0.2, 25.0)
     assert "dubbed 5 frames (5 edited; faces: mediapipe" in proc.stderr, proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_utils import lipsync_in_process
-from conftest import SHARED, check_dub_output, ffmpeg_bin, shared_path
+from conftest import SHARED, audio_piece, check_dub_output, ffmpeg_bin, shared_path
 
 from lipsync_cli.config import FaceConfig
 from lipsync_cli.faces import detector_weights, get_detector, resolve_name
@@ -251,10 +251,6 @@ def run_dub(capfd, *args, weights_dir: Path):
         return lipsync_in_process(capfd, "dub", *args, "--device", "cpu")
 
 
-def short_audio(src: Path, out: Path, seconds: float) -> Path:
-    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-i", str(src), "-t", str(seconds), str(out)], check=True)
-    return out
-
 
 def licence_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("licence:")]
@@ -265,7 +261,7 @@ def test_dub_04_with_its_audio(tmp_path, weights_dir, wav2lip_ckpt, capfd):
     from lipsync_cli.media import load_audio, probe
 
     video = shared_path("media", "04_square700_frontal.mp4")
-    audio = short_audio(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 2.0)
+    audio = audio_piece(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 2.0)
     out = tmp_path / "out.mp4"
     proc = run_dub(capfd, video, audio, "-o", out, "--model", wav2lip_ckpt, "--detector", "mediapipe", weights_dir=weights_dir)
     assert proc.returncode == 0, proc.stderr
@@ -293,7 +289,7 @@ def musetalk_dir(tmp_path_factory):
 def test_commercial_dub_of_05_with_musetalk_says_every_model_is_cleared(tmp_path, weights_dir, musetalk_dir, capfd):
     """No --detector: with --commercial, auto is MediaPipe on any device."""
     video = shared_path("media", "05_turned_head_224_glasses.mp4")
-    audio = short_audio(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 1.0)
+    audio = audio_piece(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 1.0)
     out = tmp_path / "out.mp4"
     proc = run_dub(capfd, video, audio, "-o", out, "--model", musetalk_dir, "--commercial", weights_dir=weights_dir)
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_utils import held_capfd, hold_capfd, lipsync_in_process  # noqa: F401 (hold_capfd: autouse fixture)
-from conftest import check_dub_output, ffmpeg_bin, make_speech, shared_path
+from conftest import audio_piece, check_dub_output, ffmpeg_bin, make_speech, shared_path
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
@@ -277,10 +277,6 @@ def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "lipsync_cli", *args], capture_output=True, text=True, env=full_env)
 
 
-def short_audio(src: Path, out: Path, seconds: float) -> Path:
-    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-i", str(src), "-t", str(seconds), str(out)], check=True)
-    return out
-
 
 def audio_seconds(path: Path) -> float:
     from lipsync_cli.media import load_audio
@@ -291,7 +287,7 @@ def audio_seconds(path: Path) -> float:
 @pytest.mark.slow
 def test_cli_dubs_the_vfr_clip_with_a_models_folder(tmp_path, models_dir):
     video = shared_path("media", "04_square700_frontal.mp4")
-    audio = short_audio(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 1.2)
+    audio = audio_piece(shared_path("media", "04b_dub_audio_en_44k.wav"), tmp_path / "a.wav", 1.2)
     out = tmp_path / "vfr.mp4"
     proc = run_cli(video, audio, "-o", out, "--model", models_dir)
     assert proc.returncode == 0, proc.stderr
@@ -304,7 +300,7 @@ def test_cli_dubs_the_vfr_clip_with_a_models_folder(tmp_path, models_dir):
 @pytest.mark.slow
 def test_cli_dubs_the_portrait_hevc_clip(tmp_path, models_dir):
     video = shared_path("media", "02_portrait_1080x1920_hevc.mp4")
-    audio = short_audio(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 1.0)
+    audio = audio_piece(shared_path("media", "02b_dub_audio_en_16k.wav"), tmp_path / "a.wav", 1.0)
     out = tmp_path / "portrait.mp4"
     proc = run_cli(video, audio, "-o", out, "--model", models_dir, "--reference", "kmeans")
     assert proc.returncode == 0, proc.stderr

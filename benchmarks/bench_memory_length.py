@@ -18,6 +18,7 @@ Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 30 fps
     family                6 s MB   60 s MB   MB/min   wall s (6 s / 60 s)
     wav2lip                 1174      1175      1.4     13 / 91    (load ~2.4; VmHWM)
     musetalk --fps 10       1441      1441      0.4    191 / 1307
+    musetalk (22 fps)       1471      1504     36.1     45 / 394   (idle; NOT flat: ~28 KB a frame, cause open)
     lse                      960       973      14.0     9 / 63    (load ~2; 180 s: 985 MB, 7.7 MB/min 6-180 s)
     lse-nojpeg               963       969       6.7     9 / 53
 

@@ -299,8 +299,9 @@ def test_scores_from_stored_distances_are_exact(ref, prefix):
 
 @pytest.mark.parametrize("windows, batches", [(312, [20] * 15 + [12]), (7, [3, 4]), (1, [1]), (40, [40])])
 def test_distances_row_by_row_as_embeddings_arrive_equal_distances(ref, windows, batches):
-    """DistanceRows (what score() uses, so LSE holds no whole-video embeddings) is bit-identical to distances()
-    on the same embeddings, whatever the batches, for videos shorter and longer than the ±15 shifts."""
+    """DistanceRows (what score() uses, so LSE holds no whole-video embeddings) gives distances()'s result, bit for
+    bit, whatever batches the embeddings arrive in, for videos shorter and longer than the ±15 shifts (distances()
+    itself is checked against upstream's stored distances below)."""
     import torch
 
     from lipsync_cli.evaluation import upstream_syncnet

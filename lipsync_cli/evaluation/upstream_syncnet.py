@@ -195,14 +195,18 @@ def _lip_batch(frames: np.ndarray, start: int, stop: int):
 def distances(im_feat: np.ndarray, cc_feat: np.ndarray, vshift: int = VSHIFT) -> np.ndarray:
     """(W, 2*vshift+1) float32: d[i, k] = ||im_feat[i] - cc_feat[i + k - vshift] + 1e-6|| (upstream's
     calc_pdist). Audio windows outside 0..W-1 are zero vectors and stay in every average."""
-    return np.stack([d.numpy() for d in _pdist(im_feat, cc_feat, vshift)])
+    import torch
+
+    rows = DistanceRows(vshift)
+    rows.add(*(torch.from_numpy(np.asarray(f, np.float32)) for f in (im_feat, cc_feat)))
+    return rows.finish()
 
 
 class DistanceRows:
-    """distances() row by row as the embeddings arrive (add() per batch, then finish()): row i needs audio windows
-    i - vshift .. i + vshift, so only those and the lip windows still waiting for them are held, never both
-    embeddings of the whole video (8 KB a frame: 12 MB per minute). Each row is the same arithmetic on the same
-    values as _pdist's, so the result is bit-identical to distances(im_feat, cc_feat)."""
+    """Upstream's calc_pdist row by row as the embeddings arrive (add() per batch, then finish()): row i is
+    pairwise_distance(im_feat[i] repeated, cc_feat[i - vshift .. i + vshift]) (which adds its eps 1e-6 to every
+    component), so only those audio windows and the lip windows still waiting for them are held, never both
+    embeddings of the whole video (8 KB a frame: 12 MB per minute). How the windows arrive changes nothing."""
 
     def __init__(self, vshift: int = VSHIFT):
         self.vshift, self.rows, self.lips, self.auds = vshift, [], [], None  # auds[0] is row lips[0]'s first shift
@@ -234,17 +238,6 @@ class DistanceRows:
             self.rows.append(F.pairwise_distance(lip[None].repeat(width, 1), self.auds[done:done + width]).numpy())
             done += 1
         self.lips, self.auds = self.lips[done:], self.auds[done:]
-
-
-def _pdist(im_feat: np.ndarray, cc_feat: np.ndarray, vshift: int) -> list:
-    """Upstream's calc_pdist, row by row (pairwise_distance adds its eps 1e-6 to every component)."""
-    import torch
-    import torch.nn.functional as F
-
-    feat1, feat2 = torch.from_numpy(np.asarray(im_feat, np.float32)), torch.from_numpy(np.asarray(cc_feat, np.float32))
-    width = 2 * vshift + 1
-    padded = F.pad(feat2, (0, 0, vshift, vshift))
-    return [F.pairwise_distance(feat1[[i], :].repeat(width, 1), padded[i:i + width, :]) for i in range(len(feat1))]
 
 
 def summarise(dists: np.ndarray, vshift: int = VSHIFT) -> dict:

@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from lipsync_cli.errors import InputError
+from lipsync_cli.media.atomic import lock_file
 
 SPOOL_PREFIX = ".lipsync-spool-"  # hidden folders beside the output (or in --tmp-dir); a stale one is removed
 SPOOL_LOCK = "lock"  # held (flock) by the run that owns the spool: the kernel drops it when that run dies, kill -9 too
@@ -135,20 +136,8 @@ def open_spool(spool_dir: Optional[Path]):
     """(a new hidden spool folder, its lock file held open and locked) in spool_dir (None: the system temp)."""
     folder = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=spool_dir))
     lock = open(folder / SPOOL_LOCK, "w")
-    _flock(lock, blocking=True)
+    lock_file(lock)
     return folder, lock
-
-
-def _flock(file, blocking: bool) -> None:
-    """Lock `file` exclusively (OSError when not blocking and another process holds it); a no-op without fcntl
-    (Windows), where stale spools are found by age only."""
-    try:
-        import fcntl
-    except ImportError:
-        if not blocking:
-            raise OSError("no fcntl: cannot tell whether the spool's run is alive") from None
-        return
-    fcntl.flock(file, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
 
 
 def remove_stale_spools(spool_dir: Path) -> list[Path]:
@@ -166,7 +155,7 @@ def remove_stale_spools(spool_dir: Path) -> list[Path]:
                     removed.append(folder)
                 continue
             with open(lock_path, "a") as lock:
-                _flock(lock, blocking=False)  # raises while its run is alive
+                lock_file(lock, blocking=False)  # raises while its run is alive
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
         except OSError:  # locked (alive), or removed by another run meanwhile

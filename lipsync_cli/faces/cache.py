@@ -21,6 +21,7 @@ import numpy as np
 
 from lipsync_cli.config import FaceConfig
 from lipsync_cli.faces.track import FaceTrack
+from lipsync_cli.media.atomic import lock_file
 from lipsync_cli.weights import cache_dir
 
 FORMAT = 1  # bump when the stored arrays or the tracking maths change: old files then miss instead of lying
@@ -60,7 +61,7 @@ def cached_track(folder: Path, key: str, compute: Callable[[], FaceTrack]) -> tu
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.npz"
     with open(folder / f"{key}.lock", "a") as lock:
-        _lock(lock)  # released when the file closes, or by the kernel if this process dies
+        lock_file(lock)  # released when the file closes, or by the kernel if this process dies (Windows: none)
         if path.is_file():
             try:
                 return load(path), False
@@ -84,11 +85,3 @@ def save(path: Path, track: FaceTrack) -> None:
 def load(path: Path) -> FaceTrack:
     with np.load(path) as data:
         return FaceTrack(data["boxes"].astype(np.float32), data["landmarks"].astype(np.float32))
-
-
-def _lock(file) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; two workers may then both detect a video, never corrupt a file
-        return
-    fcntl.flock(file, fcntl.LOCK_EX)

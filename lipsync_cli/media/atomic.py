@@ -38,3 +38,16 @@ def atomic_output(path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def lock_file(file, blocking: bool = True) -> None:
+    """Lock an open file exclusively (flock), held until it is closed or its process dies (kill -9 included).
+    Not blocking: OSError while another process holds it. Without fcntl (Windows) a blocking lock is a no-op, and
+    a non-blocking one raises (nobody can tell whether the holder is alive)."""
+    try:
+        import fcntl
+    except ImportError:
+        if not blocking:
+            raise OSError("no fcntl: cannot tell whether the lock's holder is alive") from None
+        return
+    fcntl.flock(file, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

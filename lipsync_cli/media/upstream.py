@@ -91,22 +91,14 @@ def open_jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, 
         yield JpegFrames(Path(folder))
 
 
-def jpeg_round_trip(frames: Iterable[np.ndarray], width: int, height: int, fps: int) -> np.ndarray:
-    """open_jpeg_round_trip's frames as one (N, H, W, 3) uint8 BGR array (for short clips)."""
-    with open_jpeg_round_trip(frames, width, height, fps) as out:
-        return out[:]
-
-
 class JpegFrames:
-    """A folder of %06d.jpg frames as a read-only (N, H, W, 3) uint8 BGR sequence: `frames[a:b]` reads those
-    files only and iterating reads one at a time, so a scorer holds one batch of frames, not the video (a 224²
-    crop is 150 KB a frame)."""
+    """A folder of %06d.jpg frames as a sequence of (H, W, 3) uint8 BGR frames: iterating reads one at a time, so
+    a scorer holds one batch of frames, not the video (a 224² crop is 150 KB a frame); `frames[a:b]` reads those
+    files only, as one (b - a, H, W, 3) array."""
 
     def __init__(self, folder: Path, size: Optional[int] = None):
         self.files = sorted(folder.glob("*.jpg"))  # %06d names: name order is frame order
         self.size = size
-        first = self._read(self.files[0]) if self.files else np.zeros((0, 0, 3), np.uint8)
-        self.shape, self.dtype, self.ndim = (len(self.files), *first.shape), np.dtype(np.uint8), 4
 
     def __len__(self) -> int:
         return len(self.files)
@@ -116,12 +108,7 @@ class JpegFrames:
 
     def __getitem__(self, part: slice) -> np.ndarray:
         files = self.files[part]
-        if not files:
-            return np.zeros((0, *self.shape[1:]), np.uint8)
-        return np.stack([self._read(f) for f in files])
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self[:] if dtype is None else self[:].astype(dtype)
+        return np.stack([self._read(f) for f in files]) if files else np.zeros((0, 0, 0, 3), np.uint8)
 
     def _read(self, path: Path) -> np.ndarray:
         import cv2

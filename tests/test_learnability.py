@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic import WHOLE_FRAME, expert_learnability_config, make_synthetic_dataset, synthetic_clip, write_wav
+from synthetic import FPS, WHOLE_FRAME, expert_learnability_config, make_synthetic_dataset, synthetic_clip, write_wav
 
 from lipsync_cli import media
+from lipsync_cli.audio import SAMPLE_RATE
 from lipsync_cli.config import ExpertConfig, GeneratorConfig, TrainConfig
 from lipsync_cli.data.dataset import ClipStore, ExpertDataset, stack_frames
 from lipsync_cli.evaluation.evaluate import evaluate
@@ -25,7 +26,6 @@ from lipsync_cli.train.log import read_metrics
 from lipsync_cli.train.losses import sync_bce
 
 pytestmark = pytest.mark.slow
-SAMPLES_PER_FRAME = 16000 // 25
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_trained_expert_finds_a_3_frame_audio_delay_and_unrelated_audio(trained_
     """`evaluate`'s acceptance test: delaying the audio by 3 frames moves the best offset by 3 ± 1, and the
     clip's own audio gives a higher confidence than unrelated speech."""
     video, speech = synthetic_clip(tmp_path, seed=100)  # speech never seen in training
-    late = np.concatenate([np.zeros(3 * SAMPLES_PER_FRAME, np.float32), media.load_audio(speech)])
+    late = np.concatenate([np.zeros(3 * SAMPLE_RATE // FPS, np.float32), media.load_audio(speech)])
     delayed = write_wav(tmp_path / "delayed.wav", late)
     _, unrelated = synthetic_clip(tmp_path, seed=200)
 

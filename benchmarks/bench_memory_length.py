@@ -57,32 +57,52 @@ ARCH = ROOT.parent / "shared" / "reference" / "musetalk" / "musetalk_arch.json"
 
 
 def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> dict:
-    """Dub (or score, for LSE) once in this process; its peak RSS in MB."""
+    """Dub (or score, for LSE) once in this process: its peak RSS in MB, and its settled RSS (MB) after each chunk
+    of frames (dub) or batch of windows (LSE), read where the run hands its freed pages back."""
+    from lipsync_cli import pipeline
     from lipsync_cli.config import DubConfig, FaceConfig
+    from lipsync_cli.evaluation import lse, upstream_syncnet
 
+    settled = []
+    module = upstream_syncnet if family.startswith("lse") else pipeline
+    trim = module.release_freed_memory
+
+    def trim_and_read() -> None:
+        trim()
+        settled.append(rss_mb("VmRSS"))
+
+    module.release_freed_memory = trim_and_read
     if family.startswith("lse"):
-        from lipsync_cli.evaluation import lse, upstream_syncnet
-
         # evaluate's default crop: upstream's crop around the face track (here the fixed box at 25 fps)
         lse.measure(Path(video), None, upstream_syncnet.load(model), box_track(video, box),
                     jpeg=family == "lse")
     else:
-        from lipsync_cli.pipeline import dub
-
         cfg = DubConfig(model=model, faces=FaceConfig(box=tuple(box)), device="cpu", precision="fp32", quiet=True,
                         batch_size=8)
         with tempfile.TemporaryDirectory() as tmp:
-            dub(Path(video), Path(audio), Path(tmp) / "out.mp4", cfg)
-    return {"rss_mb": peak_rss_mb()}
+            pipeline.dub(Path(video), Path(audio), Path(tmp) / "out.mp4", cfg)
+    return {"rss_mb": rss_mb("VmHWM"), "settled_mb": settled}
 
 
-def peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM, not ru_maxrss, which a child process inherits from its parent (the
-    table's process holds ~1 GB: every run below that read as the parent's size)."""
+def settled_slope(settled: list[float], seconds: float) -> float:
+    """MB per minute of video of the settled RSS along one run (least squares over its chunks, evenly spaced in
+    the video, the first left out: it still holds the first allocations of the run's lazy imports and caches)."""
+    import numpy as np
+
+    rss = np.asarray(settled[1:], dtype=np.float64)
+    if len(rss) < 2:
+        return float("nan")
+    minutes = np.linspace(0, seconds / 60 * (len(rss) - 1) / len(settled), len(rss))
+    return float(np.polyfit(minutes, rss, 1)[0])
+
+
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's own RSS in MB: its peak (VmHWM, not ru_maxrss, which a child process inherits from its parent:
+    the table's process holds ~1 GB, and every run below that read as the parent's size) or its present VmRSS."""
     status = Path("/proc/self/status")
     if status.exists():
         for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -142,11 +162,12 @@ def main() -> None:
         folder = Path(tmp)
         paths = models(folder)
         clips = {s: (looped(args.video, s, folder / f"v{s:g}.mp4", args.fps),
-                     looped(args.audio, s, folder / f"a{s:g}.m4a")) for s in args.seconds}
+                     looped(args.audio, s, folder / f"a{s:g}.m4a")) for s in sorted(args.seconds)}
         short, long = min(args.seconds), max(args.seconds)
-        print(f"{'':<11}" + "".join(f"{f'{s:g} s MB':>10}" for s in clips) + f"{'MB/min':>9}  wall s")
+        print(f"{'':<11}" + "".join(f"{f'{s:g} s MB':>10}" for s in clips) + f"{'MB/min':>9}"
+              f"{f'settled {long:g} s':>22}{'MB/min':>9}  wall s")
         for family in args.families:
-            rss, wall = {}, []
+            rss, wall, settled = {}, [], []
             for s, (v, a) in clips.items():
                 began = time.perf_counter()
                 run = subprocess.run([sys.executable, __file__, "--one", family, v, a, "--model", paths[family],
@@ -155,10 +176,12 @@ def main() -> None:
                 if run.returncode != 0:
                     sys.exit(f"{family} at {s:g} s failed:\n{run.stderr[-3000:]}")
                 wall.append(f"{time.perf_counter() - began:.0f}")
-                rss[s] = json.loads(run.stdout.strip().splitlines()[-1])["rss_mb"]
+                got = json.loads(run.stdout.strip().splitlines()[-1])
+                rss[s], settled = got["rss_mb"], got["settled_mb"]  # settled: the longest run's, kept last
             slope = (rss[long] - rss[short]) / ((long - short) / 60)
-            print(f"{family:<11}" + "".join(f"{rss[s]:>10.0f}" for s in clips) + f"{slope:>9.1f}  {'/'.join(wall)}",
-                  flush=True)
+            steady = f"{settled[1]:.0f} -> {settled[-1]:.0f} ({len(settled)})" if len(settled) > 1 else "-"
+            print(f"{family:<11}" + "".join(f"{rss[s]:>10.0f}" for s in clips) + f"{slope:>9.1f}{steady:>22}"
+                  f"{settled_slope(settled, long):>9.2f}  {'/'.join(wall)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ MIN_LEVEL_DB = -100  # dB floor; also sets the normalisation range
 MAX_ABS_VALUE = 4.0  # features are scaled symmetrically into [-4, 4]
 
 MEL_FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH  # 80.0 mel frames per second of audio
+MEL_PART = 800  # mel frames (10 s) made at a time: log_mel's memory does not grow with the audio's length
 AMPLITUDE_FLOOR = 10 ** (MIN_LEVEL_DB / 20)  # 1e-5: amplitude of the dB floor
 
 
@@ -60,20 +61,36 @@ def stft_magnitude(wav: np.ndarray) -> np.ndarray:
     """(samples,) float32 → (N_FFT // 2 + 1, 1 + samples // HOP_LENGTH) |STFT|, frames centred on multiples of
     HOP_LENGTH: reflect padding of N_FFT // 2 at both ends (Wav2Lip's training padding; librosa >= 0.10
     defaults to zeros)."""
+    return _magnitude(_frames(wav))
+
+
+def _frames(wav: np.ndarray) -> np.ndarray:
+    """(1 + samples // HOP_LENGTH, N_FFT) float32: the reflect-padded signal's frames, a view (no copy)."""
     padded = np.pad(wav, N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]  # (n_frames, N_FFT), a view
+    return np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]
+
+
+def _magnitude(frames: np.ndarray) -> np.ndarray:
     return np.abs(np.fft.rfft(frames * hann_window(), axis=1)).T.astype(np.float32)
 
 
 def log_mel(wav: np.ndarray) -> np.ndarray:
-    """(samples,) float mono 16 kHz in [-1, 1] -> (80, 1 + samples // 200) float32 in [-4, 4]."""
+    """(samples,) float mono 16 kHz in [-1, 1] -> (80, 1 + samples // 200) float32 in [-4, 4].
+
+    Made MEL_PART frames at a time: the whole signal's STFT at once took ~1.2 MB of temporary arrays per second
+    of audio (70 MB a minute), and every frame depends only on its own 800 padded samples."""
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
         raise ValueError(f"log_mel expects a mono 1-D waveform, got shape {wav.shape}")
     if wav.size <= N_FFT // 2:  # reflect padding needs more than half a window of signal
-
         raise InputError(f"audio too short ({wav.size} samples at {SAMPLE_RATE} Hz): pass at least 0.1 s of sound")
-    mel = mel_filters() @ stft_magnitude(preemphasis(wav))
+    frames = _frames(preemphasis(wav))
+    return np.concatenate([_log_mel_of(frames[i:i + MEL_PART]) for i in range(0, len(frames), MEL_PART)], axis=1)
+
+
+def _log_mel_of(frames: np.ndarray) -> np.ndarray:
+    """(n, N_FFT) padded-signal frames -> (80, n) float32 in [-4, 4]."""
+    mel = mel_filters() @ _magnitude(frames)
     db = 20 * np.log10(np.maximum(AMPLITUDE_FLOOR, mel)) - REF_LEVEL_DB
     scaled = 2 * MAX_ABS_VALUE * (db - MIN_LEVEL_DB) / -MIN_LEVEL_DB - MAX_ABS_VALUE
     return np.clip(scaled, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)

@@ -126,3 +126,18 @@ def test_log_mel_matches_reference():
     mel = log_mel(signal)
     assert mel.dtype == np.float32 and mel.shape == ref.shape == (80, 241)
     assert np.abs(mel - ref).max() < 1e-3
+
+
+def test_log_mel_made_in_parts_equals_one_pass_over_the_whole_signal():
+    """log_mel works MEL_PART frames at a time (memory flat in the audio's length): across the part boundaries the
+    result is the one-pass STFT → mel → dB → scale of the whole signal, bit for bit."""
+    from lipsync_cli import audio
+
+    wav = (np.random.default_rng(0).standard_normal(16000 * 23 + 123) * 0.1).astype(np.float32)
+    mel = audio.mel_filters() @ audio.stft_magnitude(audio.preemphasis(wav))  # all frames at once
+    db = 20 * np.log10(np.maximum(audio.AMPLITUDE_FLOOR, mel)) - audio.REF_LEVEL_DB
+    whole = np.clip(2 * audio.MAX_ABS_VALUE * (db - audio.MIN_LEVEL_DB) / -audio.MIN_LEVEL_DB - audio.MAX_ABS_VALUE,
+                    -audio.MAX_ABS_VALUE, audio.MAX_ABS_VALUE).astype(np.float32)
+    ours = log_mel(wav)
+    assert ours.shape == whole.shape == (80, 1841) and 1841 > 2 * audio.MEL_PART  # three parts
+    assert np.array_equal(ours, whole)

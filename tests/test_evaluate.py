@@ -116,6 +116,56 @@ def test_offset_search_finds_a_known_shift():
     assert other["confidence"] < 0.3 * report["confidence"]
 
 
+def test_offset_distances_in_blocks_are_each_pairs_distance():
+    """offset_distances works OFFSET_ROWS windows at a time (memory bounded in the video's length); every entry,
+    across the block boundaries, is still |v_i - a_(i+k)|, NaN where i + k is outside the audio."""
+    rng = np.random.default_rng(3)
+    n, m = 2 * metrics.OFFSET_ROWS + 37, 2 * metrics.OFFSET_ROWS + 20
+    video, audio = _unit(rng.normal(size=(n, 8))), _unit(rng.normal(size=(m, 8)))
+    dist = metrics.offset_distances(video, audio, max_offset=15)
+    want = np.array([[np.linalg.norm(video[i] - audio[i + k]) if 0 <= i + k < m else np.nan for k in range(-15, 16)]
+                     for i in range(n)])
+    np.testing.assert_allclose(dist, want, rtol=1e-12, atol=0)
+    assert np.isfinite(dist[m - 1, :16]).all() and np.isnan(dist[m - 1, 16:]).all() and np.isnan(dist[-1]).all()
+
+
+class _MeanExpert:
+    """A stand-in for the expert: each window's embedding is its 15 channels' means, each mel window's its 80
+    bands' means; it records how many lower halves had been read at each forward pass."""
+
+    def __init__(self, read: list):
+        self.read, self.read_at = read, []
+
+    def __call__(self, mel, faces):
+        self.read_at.append(self.read[0])
+        return mel.mean(dim=(1, 3)), faces.mean(dim=(2, 3))
+
+
+def test_expert_embeds_a_stream_of_lower_halves_a_batch_at_a_time():
+    """evaluate's expert reads the lower halves as they are cropped: a batch of windows is embedded once its frames
+    are in (BATCH + 4 held, never the whole video), and window i is frames i..i+4 on channels, in order."""
+    from lipsync_cli.evaluation import expert_sync
+
+    rng = np.random.default_rng(4)
+    n = 2 * expert_sync.BATCH + 22
+    halves = rng.integers(0, 256, size=(n, 48, 96, 3), dtype=np.uint8)
+    read = [0]
+
+    def stream():
+        for half in halves:
+            read[0] += 1
+            yield half
+
+    net = _MeanExpert(read)
+    wav = rng.normal(scale=0.1, size=16000 * (n // 25 + 2)).astype(np.float32)
+    video_emb, audio_emb = expert_sync.embed(net, stream(), np.ones(n, bool), wav, "cpu")
+    assert net.read_at == [expert_sync.BATCH + 4, 2 * expert_sync.BATCH + 4, n]
+    assert video_emb.shape == (n - 4, 15) and len(audio_emb) == n - 4 + expert_sync.MAX_OFFSET
+    channels = halves.astype(np.float64).mean(axis=(1, 2)) / 255  # (n, 3) RGB means of each half
+    want = np.stack([channels[i:i + 5].reshape(-1) for i in range(n - 4)])  # frame-major, then RGB
+    np.testing.assert_allclose(video_emb, want, rtol=1e-5)
+
+
 def test_expert_loss_low_in_sync_high_off_sync():
     rng = np.random.default_rng(0)
     a = _unit(np.abs(rng.normal(size=(20, 8))))

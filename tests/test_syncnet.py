@@ -280,6 +280,22 @@ def test_mfcc_in_parts_equals_one_call_on_the_whole_signal():
     np.testing.assert_allclose(upstream_syncnet.mfcc(audio), whole, rtol=0, atol=1e-9)
 
 
+def test_mfcc_columns_made_a_slice_at_a_time_are_the_whole_signals_and_only_the_reached_parts_are_kept():
+    """What embed_batches reads per batch of windows: any slice, across a part boundary too, is mfcc()'s bit for
+    bit, and a slice keeps only the 10 s parts it reaches (LSE's memory flat in the audio's length)."""
+    from lipsync_cli.evaluation import upstream_syncnet
+
+    audio = (np.random.default_rng(1).standard_normal(16000 * 35 + 777) * 3000).astype(np.int16)
+    whole = upstream_syncnet.mfcc(audio)
+    columns = upstream_syncnet.MfccColumns(audio)
+    assert columns.n_cols == whole.shape[1] == 3504 and columns.bounds == [0, 1000, 2000, 3504]
+    for first, stop in [(0, 20), (980, 1020), (1996, 2016), (2000, 3504), (3484, 3504), (40, 60)]:
+        got = columns[first:stop]
+        assert np.array_equal(got, whole[:, first:stop]), (first, stop)
+        reached = {k for k, (a, b) in enumerate(zip(columns.bounds, columns.bounds[1:])) if a < stop and b > first}
+        assert set(columns._parts) == reached
+
+
 def test_case_c_whole_demo_clip(case_c, ref):
     assert case_c["windows"] == 312
     _check_case(case_c, ref, "full_", "full_im_feat")

@@ -13,7 +13,7 @@ means the audio is early (it leads the picture).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -32,38 +32,44 @@ MAX_OFFSET = 15  # offsets searched: −15…+15 frames (±0.6 s), SyncNet's vsh
 BATCH = 64  # windows per expert forward pass
 
 
-def lower_halves(frames: Iterator[np.ndarray], track, size: int) -> np.ndarray:
-    """(N, size/2, size, 3) uint8 RGB: the lower half of each frame's face crop (what the expert sees);
-    zeros where there is no face (those windows are dropped later)."""
-    out = np.zeros((len(track.boxes), size // 2, size, 3), np.uint8)
-    for i, frame in zip(range(len(out)), frames):
-        if np.isfinite(track.boxes[i]).all():
-            out[i] = crop(frame, track.boxes[i], size)[size // 2:]
-    return out
+def lower_halves(frames: Iterable[np.ndarray], track, size: int) -> Iterator[np.ndarray]:
+    """The lower half of each frame's face crop, (size/2, size, 3) uint8 RGB (what the expert sees), one per
+    track row as the frames arrive; zeros where there is no face or the video ends early (those windows are
+    dropped later)."""
+    blank = np.zeros((size // 2, size, 3), np.uint8)
+    seen = 0
+    for i, frame in zip(range(len(track.boxes)), frames):
+        seen += 1
+        yield crop(frame, track.boxes[i], size)[size // 2:] if np.isfinite(track.boxes[i]).all() else blank
+    for _ in range(seen, len(track.boxes)):
+        yield blank
 
 
 # ---- the expert's embeddings ---------------------------------------------------------------------
 
 
-def embed(net, crops: np.ndarray, has_face: np.ndarray, wav: np.ndarray,
+def embed(net, halves: Iterable[np.ndarray], has_face: np.ndarray, wav: np.ndarray,
           device: str) -> tuple[np.ndarray, np.ndarray]:
     """(video_emb (N-4, D), audio_emb (M, D)) float64, L2-normalised.
 
-    crops (N, S/2, S, 3) uint8 RGB lower halves; has_face (N,) bool.
+    halves: the N lower halves (S/2, S, 3) uint8 RGB in order, an array or a stream (lower_halves), read once: a
+    batch of windows is embedded as soon as its frames are in, so only BATCH + 4 are ever held (all of them, with
+    their 5-frame windows, took ~80 KB a frame); has_face (N,) bool.
     video_emb[i] embeds frames i..i+4 (NaN when one of them has no face); audio_emb[j] embeds the mel window
     starting at frame j's time, for every frame time whose full window lies inside the audio, up to MAX_OFFSET
     frames past the video's end.
     """
-    n_win = len(crops) - WINDOW + 1
+    n_win = len(has_face) - WINDOW + 1
     if n_win < 1:
-        raise InputError(f"the video has {len(crops)} frames at {EXPERT_FPS} fps; evaluate needs at least {WINDOW}")
+        raise InputError(f"the video has {len(has_face)} frames at {EXPERT_FPS} fps; evaluate needs at least "
+                         f"{WINDOW}")
     mel = log_mel(wav)  # (80, T) float32
     n_audio = _full_mel_windows(mel.shape[1], n_win + MAX_OFFSET)
     if n_audio < 1:
         raise InputError(f"the audio is shorter than one {WINDOW}-frame window; pass longer speech")
-    mels = timing.mel_windows(mel, timing.frame_times(n_audio, EXPERT_FPS))  # (M, 80, 16) float32
-    windows = _stack_windows(crops, n_win)  # (N-4, 15, S/2, S) uint8, frame-major then RGB
-    video_emb, audio_emb = _run_expert(net, windows, mels, device)
+    # (M, 80, 16) float32, made a batch at a time
+    mels = timing.FrameWindows(lambda times: timing.mel_windows(mel, times), timing.frame_times(n_audio, EXPERT_FPS))
+    video_emb, audio_emb = _run_expert(net, _window_batches(halves, n_win), n_win, mels, device)
     complete = np.array([has_face[i:i + WINDOW].all() for i in range(n_win)])
     video_emb[~complete] = np.nan
     return video_emb, audio_emb
@@ -77,25 +83,41 @@ def _full_mel_windows(n_mel: int, limit: int) -> int:
     return n
 
 
+def _window_batches(halves: Iterable[np.ndarray], n_win: int) -> Iterator[np.ndarray]:
+    """The n_win 5-frame windows, BATCH at a time (the last one shorter), each (B, 3*WINDOW, H, W): frames i..i+4
+    on channels, frame-major then RGB, as the expert was trained; holds BATCH + 4 frames at most."""
+    held, start = [], 0  # held: frames start..
+    for half in halves:
+        held.append(half)
+        if len(held) == BATCH + WINDOW - 1 and start + BATCH <= n_win:
+            yield _stack_windows(np.stack(held), BATCH)
+            held, start = held[BATCH:], start + BATCH
+    if start < n_win:
+        yield _stack_windows(np.stack(held), n_win - start)
+
+
 def _stack_windows(crops: np.ndarray, n_win: int) -> np.ndarray:
-    """(N, H, W, 3) → (n_win, 3*WINDOW, H, W): frames i..i+4 on channels, as the expert was trained."""
+    """(n_win + 4, H, W, 3) → (n_win, 3*WINDOW, H, W): frames i..i+4 on channels, as the expert was trained."""
     idx = np.arange(n_win)[:, None] + np.arange(WINDOW)[None, :]
     win = crops[idx]  # (n_win, 5, H, W, 3)
     return win.transpose(0, 1, 4, 2, 3).reshape(n_win, 3 * WINDOW, crops.shape[1], crops.shape[2])
 
 
-def _run_expert(net, windows: np.ndarray, mels: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Embed face windows and mel windows in batches. The expert's forward takes both at once, so
-    the shorter side of a batch is padded with zeros and the padding's embeddings are discarded."""
+def _run_expert(net, windows: Iterator[np.ndarray], n: int, mels, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embed the n face windows (BATCH at a time, from `windows`) and the mel windows in batches. The expert's
+    forward takes both at once, so the shorter side of a batch is padded with zeros and the padding's embeddings
+    are discarded."""
     import torch
 
-    n, m = len(windows), len(mels)
+    m = len(mels)
     video, audio = [], []
+    faces = mel = None  # set by the first batch, which both sides always have
     with torch.inference_mode():
         for start in range(0, max(n, m), BATCH):
             stop = min(start + BATCH, max(n, m))
-            faces = _padded(windows[start:stop], stop - start)
-            mel = _padded(mels[start:stop], stop - start)
+            # past the end of one side: none of its rows (an empty slice of its first batch, which always exists)
+            faces = _padded(next(windows) if start < n else faces[:0], stop - start)
+            mel = _padded(mels[start:min(stop, m)] if start < m else mel[:0], stop - start)
             face_t = torch.from_numpy(faces).to(device).float() / 255.0  # (B, 15, S/2, S) in [0, 1], RGB
             mel_t = torch.from_numpy(mel).to(device).float().unsqueeze(1)  # (B, 1, 80, 16)
             a, v = net(mel_t, face_t)

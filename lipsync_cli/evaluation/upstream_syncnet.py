@@ -100,26 +100,51 @@ def _check_state(path: Path, state: dict, own: dict) -> None:
 
 def mfcc(audio: np.ndarray) -> np.ndarray:
     """(M,) int16 at 16 kHz -> (13, T) float64: python_speech_features.mfcc's defaults, fed the raw int16
-    values (not scaled to [-1, 1]), as upstream does; T = 1 + ceil((M - 400) / 160).
+    values (not scaled to [-1, 1]), as upstream does; T = 1 + ceil((M - 400) / 160). (MfccColumns, all at once.)"""
+    columns = MfccColumns(audio)
+    return columns[0:columns.n_cols]
 
-    Computed MFCC_CHUNK columns at a time, equal to one call on the whole signal (a column depends only on its
-    own 400 samples once pre-emphasised, and the pre-emphasis only on the sample before): one call framed the
-    whole signal at once, ~2 MB of temporary arrays per second of audio (110 MB for a minute)."""
-    import python_speech_features
-    from python_speech_features import sigproc
 
-    audio = np.asarray(audio)
-    n_cols = 1 if len(audio) <= MFCC_LENGTH else 1 + -(-(len(audio) - MFCC_LENGTH) // MFCC_HOP)  # framesig's count
-    # the last part takes the remainder (MFCC_CHUNK to 2 MFCC_CHUNK - 1 columns): numpy's dot products on a few
-    # rows round differently from those on many, and with parts this size the result is bit-identical
-    bounds = [*range(0, n_cols - MFCC_CHUNK, MFCC_CHUNK), n_cols] if n_cols > MFCC_CHUNK else [0, n_cols]
-    parts = []
-    for first, last in zip(bounds, bounds[1:]):
+class MfccColumns:
+    """mfcc(audio)'s columns, made MFCC_CHUNK (10 s) at a time when a slice asks for them (`columns[a:b]`, (13, b - a)
+    float64), keeping only the parts the last slice reached: memory does not grow with the audio's length (framing
+    the whole signal at once took ~2 MB of temporary arrays per second of audio, the whole result 6 MB a minute).
+
+    Equal to one call on the whole signal: a column depends only on its own 400 samples once pre-emphasised, and the
+    pre-emphasis only on the sample before. The last part takes the remainder (MFCC_CHUNK to 2 MFCC_CHUNK - 1
+    columns): numpy's dot products on a few rows round differently from those on many, and with parts this size the
+    result is bit-identical."""
+
+    def __init__(self, audio: np.ndarray):
+        self.audio = np.asarray(audio)
+        n = len(self.audio)
+        self.n_cols = 1 if n <= MFCC_LENGTH else 1 + -(-(n - MFCC_LENGTH) // MFCC_HOP)  # framesig's count
+        self.bounds = [*range(0, self.n_cols - MFCC_CHUNK, MFCC_CHUNK), self.n_cols] if self.n_cols > MFCC_CHUNK \
+            else [0, self.n_cols]
+        self._parts: dict = {}  # part index -> (13, its columns) float64
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        first, stop, _ = part.indices(self.n_cols)
+        wanted = [k for k, (a, b) in enumerate(zip(self.bounds, self.bounds[1:])) if a < stop and b > first]
+        self._parts = {k: self._parts.get(k) for k in wanted}  # the rest dropped before any is made
+        for k in wanted:
+            if self._parts[k] is None:
+                self._parts[k] = self._make(k)
+        if not wanted:
+            return np.zeros((13, 0))
+        offset = self.bounds[wanted[0]]
+        joined = np.concatenate([self._parts[k] for k in wanted], axis=1) if len(wanted) > 1 else self._parts[wanted[0]]
+        return joined[:, first - offset:stop - offset]
+
+    def _make(self, k: int) -> np.ndarray:
+        import python_speech_features
+        from python_speech_features import sigproc
+
+        first, last = self.bounds[k], self.bounds[k + 1]
         start, stop = MFCC_HOP * first, MFCC_HOP * (last - 1) + MFCC_LENGTH
-        # the same pre-emphasis arithmetic as on the whole signal, from the sample before the chunk
-        emphasised = sigproc.preemphasis(audio[max(start - 1, 0):stop], PREEMPHASIS)[1 if start else 0:]
-        parts.append(python_speech_features.mfcc(emphasised, SAMPLE_RATE, preemph=0))  # the last part zero-padded
-    return np.concatenate(parts).T
+        # the same pre-emphasis arithmetic as on the whole signal, from the sample before the part
+        emphasised = sigproc.preemphasis(self.audio[max(start - 1, 0):stop], PREEMPHASIS)[1 if start else 0:]
+        return python_speech_features.mfcc(emphasised, SAMPLE_RATE, preemph=0).T  # the last part zero-padded
 
 
 def n_windows(n_frames: int, n_samples: int) -> int:
@@ -140,15 +165,19 @@ def embed_batches(frames: Iterable[np.ndarray], audio: np.ndarray, model, sink: 
 
     device = next(model.parameters()).device
     audio_frames = len(audio) // SAMPLES_PER_FRAME
-    # (13, T) float32, as upstream's cct; audio too short for one window is refused below, after the frames
-    coeffs = torch.from_numpy(mfcc(audio).astype(np.float32)) if audio_frames > WINDOW else None
+    # upstream's cct, (13, T) float32, made a batch's columns at a time; audio too short for one window is refused
+    # below, after the frames
+    coeffs = MfccColumns(audio)
     held, first, start, seen = [], 0, 0, 0  # held: frames first..seen-1; windows before `start` are done
 
     def run(stop: int) -> None:
         nonlocal held, first, start
         clip = np.stack(held[start - first:stop + WINDOW - 1 - first])  # frames start..stop+3
         lip = model.forward_lip(_lip_batch(clip, 0, stop - start).to(device)).float().cpu()
-        cc = torch.stack([coeffs[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW] for v in range(start, stop)])
+        # this batch's columns: window v reads columns 4v .. 4v + 19
+        cols = torch.from_numpy(coeffs[MFCC_PER_FRAME * start:MFCC_PER_FRAME * (stop - 1) + MFCC_WINDOW]
+                                .astype(np.float32))
+        cc = torch.stack([cols[:, MFCC_PER_FRAME * w:MFCC_PER_FRAME * w + MFCC_WINDOW] for w in range(stop - start)])
         sink(lip, model.forward_aud(cc.unsqueeze(1).to(device)).float().cpu())  # cc: (B, 1, 13, 20)
         held, first, start = held[stop - first:], stop, stop
         release_freed_memory()  # else frames read between batches fragment the heap: RSS grew ~2.5 MB a second
@@ -227,17 +256,25 @@ class DistanceRows:
         if self.auds is not None:  # the zero vectors after the last audio window
             self.auds = torch.cat([self.auds, self.auds.new_zeros(self.vshift, self.auds.shape[1])])
             self._rows_ready()
-        return np.stack(self.rows) if self.rows else np.zeros((0, 2 * self.vshift + 1), np.float32)
+        return np.concatenate(self.rows) if self.rows else np.zeros((0, 2 * self.vshift + 1), np.float32)
 
     def _rows_ready(self) -> None:
         import torch.nn.functional as F
 
-        width, done = 2 * self.vshift + 1, 0
+        width, done, ready = 2 * self.vshift + 1, 0, []
         while done < len(self.lips) and done + width <= len(self.auds):
             lip = self.lips[done]
-            self.rows.append(F.pairwise_distance(lip[None].repeat(width, 1), self.auds[done:done + width]).numpy())
+            ready.append(F.pairwise_distance(lip[None].repeat(width, 1), self.auds[done:done + width]).numpy())
             done += 1
+        if ready:  # one array per batch: a tensor and an array per row cost ~1 KB a window in objects
+            self.rows.append(np.stack(ready))
         self.lips, self.auds = self.lips[done:], self.auds[done:]
+        self._pack()
+
+    def _pack(self) -> None:
+        """Join the per-batch blocks of rows once there are many (a few objects, whatever the video's length)."""
+        if len(self.rows) >= 64:
+            self.rows = [np.concatenate(self.rows)]
 
 
 def summarise(dists: np.ndarray, vshift: int = VSHIFT) -> dict:

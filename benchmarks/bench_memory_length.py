@@ -85,15 +85,16 @@ def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> 
 
 
 def settled_slope(settled: list[float], seconds: float) -> float:
-    """MB per minute of video of the settled RSS along one run (least squares over its chunks, evenly spaced in
-    the video, the first left out: it still holds the first allocations of the run's lazy imports and caches)."""
+    """MB per minute of video of the settled RSS along one run: least squares over its chunks (evenly spaced in the
+    video) after the first third, the warm-up, when the run's lazy imports, caches and heap arenas still grow
+    once; memory that grows with length grows all along."""
     import numpy as np
 
-    rss = np.asarray(settled[1:], dtype=np.float64)
+    first = len(settled) // 3
+    rss = np.asarray(settled[first:], dtype=np.float64)
     if len(rss) < 2:
         return float("nan")
-    minutes = np.linspace(0, seconds / 60 * (len(rss) - 1) / len(settled), len(rss))
-    return float(np.polyfit(minutes, rss, 1)[0])
+    return float(np.polyfit(np.arange(len(rss)) * seconds / 60 / len(settled), rss, 1)[0])
 
 
 def rss_mb(field: str = "VmHWM") -> float:
@@ -148,6 +149,8 @@ def main() -> None:
     p.add_argument("--families", nargs="*", default=FAMILIES, choices=FAMILIES)
     p.add_argument("--fps", type=float, help="re-time the looped video to this rate (fewer frames for a family too "
                                              "slow on CPU to dub a minute at 25-30 fps); default: the video's own")
+    p.add_argument("--repeat", type=int, default=1, help="runs per length (peak RSS varies by tens of MB from run "
+                                                            "to run: the table gives min-max, the slope the minima's)")
     p.add_argument("--one", nargs=3, metavar=("FAMILY", "VIDEO", "AUDIO"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -164,24 +167,33 @@ def main() -> None:
         clips = {s: (looped(args.video, s, folder / f"v{s:g}.mp4", args.fps),
                      looped(args.audio, s, folder / f"a{s:g}.m4a")) for s in sorted(args.seconds)}
         short, long = min(args.seconds), max(args.seconds)
-        print(f"{'':<11}" + "".join(f"{f'{s:g} s MB':>10}" for s in clips) + f"{'MB/min':>9}"
+        print(f"{'':<11}" + "".join(f"{f'{s:g} s MB':>12}" for s in clips) + f"{'MB/min':>9}"
               f"{f'settled {long:g} s':>22}{'MB/min':>9}  wall s")
         for family in args.families:
             rss, wall, settled = {}, [], []
             for s, (v, a) in clips.items():
-                began = time.perf_counter()
-                run = subprocess.run([sys.executable, __file__, "--one", family, v, a, "--model", paths[family],
-                                      "--box", *map(str, args.box)], capture_output=True, text=True, cwd=ROOT,
-                                     env=env)
-                if run.returncode != 0:
-                    sys.exit(f"{family} at {s:g} s failed:\n{run.stderr[-3000:]}")
-                wall.append(f"{time.perf_counter() - began:.0f}")
-                got = json.loads(run.stdout.strip().splitlines()[-1])
-                rss[s], settled = got["rss_mb"], got["settled_mb"]  # settled: the longest run's, kept last
-            slope = (rss[long] - rss[short]) / ((long - short) / 60)
-            steady = f"{settled[1]:.0f} -> {settled[-1]:.0f} ({len(settled)})" if len(settled) > 1 else "-"
-            print(f"{family:<11}" + "".join(f"{rss[s]:>10.0f}" for s in clips) + f"{slope:>9.1f}{steady:>22}"
+                rss[s] = []
+                for _ in range(args.repeat):
+                    began = time.perf_counter()
+                    run = subprocess.run([sys.executable, __file__, "--one", family, v, a, "--model", paths[family],
+                                          "--box", *map(str, args.box)], capture_output=True, text=True, cwd=ROOT,
+                                         env=env)
+                    if run.returncode != 0:
+                        sys.exit(f"{family} at {s:g} s failed:\n{run.stderr[-3000:]}")
+                    wall.append(f"{time.perf_counter() - began:.0f}")
+                    got = json.loads(run.stdout.strip().splitlines()[-1])
+                    rss[s].append(got["rss_mb"])
+                    settled = got["settled_mb"]  # the longest length's last run's, kept last
+            slope = (min(rss[long]) - min(rss[short])) / ((long - short) / 60)
+            steady = f"{settled[len(settled) // 3]:.0f} -> {settled[-1]:.0f} ({len(settled)})" if settled else "-"
+            print(f"{family:<11}" + "".join(f"{spread(rss[s]):>12}" for s in clips) + f"{slope:>9.1f}{steady:>22}"
                   f"{settled_slope(settled, long):>9.2f}  {'/'.join(wall)}", flush=True)
+
+
+def spread(values: list[float]) -> str:
+    """'1131' for one run, 'min-max' for repeats."""
+    low, high = min(values), max(values)
+    return f"{low:.0f}" if len(values) == 1 else f"{low:.0f}-{high:.0f}"
 
 
 if __name__ == "__main__":

@@ -135,6 +135,9 @@ def test_log_mel_features_and_chunks(nets, vec):
     np.testing.assert_allclose(mel.numpy(), vec["whisper_log_mel"], atol=1e-4)
     states = ls_audio.encoder_states(torch.from_numpy(vec["whisper_log_mel"]), nets.encoder)
     np.testing.assert_allclose(states, vec["whisper_features"], atol=1e-4)
+    made = ls_audio.SegmentStates(vec["audio_pcm16"].astype(np.float32) / 32768, nets.encoder)  # what dub uses
+    assert len(made) == len(vec["whisper_features"])
+    np.testing.assert_allclose(made[np.arange(len(made))], vec["whisper_features"], atol=1e-4)
     times = np.arange(20) / 25.0
     np.testing.assert_array_equal(ls_audio.chunk_index(37, times), vec["audio_chunk_index"])
     np.testing.assert_array_equal(ls_audio.frame_chunks(vec["whisper_features"], times), vec["audio_chunks"])
@@ -142,6 +145,25 @@ def test_log_mel_features_and_chunks(nets, vec):
     assert len(lazy) == 20
     np.testing.assert_array_equal(lazy[4:9], vec["audio_chunks"][4:9])
     np.testing.assert_array_equal(lazy[[0, 19]], vec["audio_chunks"][[0, 19]])
+
+
+def test_contexts_made_a_segment_at_a_time_equal_the_whole_clips(nets):
+    """What dub indexes (a chunk of frames at a time) equals the contexts of the whole clip's log-mel and states,
+    across the 30 s segment boundaries too, with the floor at the whole signal's peak (the last segment is quiet,
+    so its floor comes from the first); only the segments a chunk reaches are kept."""
+    rng = np.random.default_rng(5)
+    speech = (rng.standard_normal(16000 * 65 + 99) * 0.2).astype(np.float32)
+    speech[16000 * 60:] *= 1e-4  # the last segment quiet: its own peak would floor it differently
+    times = np.arange(int(65 * 25)) / 25.0
+    whole = ls_audio.FrameContexts(ls_audio.encoder_states(ls_audio.log_mel(speech), nets.encoder), times)
+    lazy = ls_audio.contexts(speech, times, nets.encoder)
+    states = lazy.states
+    assert len(states) == len(whole.states) == 3250 and [b for _, b in states.bounds] == [3000, 6000, 6500]
+    for part in [slice(0, 16), slice(740, 760), slice(1490, 1510), slice(1600, 1625)]:
+        np.testing.assert_allclose(lazy[part], whole[part], rtol=0, atol=1e-4)
+        reached = set((ls_audio.chunk_index(len(states), times[part]) // 1500).ravel().tolist())
+        assert set(states._states) == reached
+    assert len(reached) == 1 and reached == {2}  # the last chunk needs only the last segment
 
 
 def test_windows_follow_timestamps_at_ntsc():

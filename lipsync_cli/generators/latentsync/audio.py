@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lipsync_cli.errors import InputError
 from lipsync_cli.generators.musetalk.whisper_audio import SAMPLE_RATE, WINDOW_STEPS, window_starts
 
 N_FFT, HOP = 400, 160  # whisper's STFT: 25 ms windows every 10 ms
@@ -23,16 +24,28 @@ LOG_FLOOR_DB = 8.0  # log10 units below the maximum that the log-mel is floored 
 
 def log_mel(signal: np.ndarray):
     """(n,) float32 16 kHz mono in [-1, 1] → (80, n // 160) float32 torch log-mel, whisper's scaling."""
-    import librosa
     import torch
 
     audio = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32))
     stft = torch.stft(audio, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # the last frame is dropped, as whisper does
+    log_spec = _log10_mel(stft[..., :-1])  # the last frame is dropped, as whisper does
+    return _scaled(log_spec, log_spec.max())
+
+
+def _log10_mel(stft):
+    """(201, T) complex STFT → (80, T) float32 torch log10 mel power."""
+    import librosa
+    import torch
+
     filters = torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS))
-    log_spec = torch.clamp(filters @ power, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.max() - LOG_FLOOR_DB)
-    return (log_spec + 4.0) / 4.0
+    return torch.clamp(filters @ (stft.abs() ** 2), min=1e-10).log10()
+
+
+def _scaled(log_spec, peak):
+    """whisper's scaling: floored LOG_FLOOR_DB below the whole signal's peak, then (x + 4) / 4."""
+    import torch
+
+    return (torch.maximum(log_spec, peak - LOG_FLOOR_DB) + 4.0) / 4.0
 
 
 def encoder_states(mel, encoder) -> np.ndarray:
@@ -73,18 +86,77 @@ def chunk_index(n_steps: int, timestamps: np.ndarray) -> np.ndarray:
     return np.clip(idx, 0, n_steps - 1)
 
 
-def frame_chunks(states: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-    """states (L, 5, D), timestamps (N,) → (N, 50, D) float32 contexts, token 5·s + h (step-major)."""
+def frame_chunks(states, timestamps: np.ndarray) -> np.ndarray:
+    """states (L, 5, D) (an array or SegmentStates), timestamps (N,) → (N, 50, D) float32 contexts, token 5·s + h
+    (step-major)."""
     idx = chunk_index(len(states), timestamps)
-    return states[idx].reshape(len(idx), -1, states.shape[-1]).astype(np.float32)
+    picked = states[idx]  # (N, 10, 5, D)
+    return picked.reshape(len(idx), -1, picked.shape[-1]).astype(np.float32)
+
+
+class SegmentStates:
+    """encoder_states(log_mel(signal), encoder) made one 30 s segment at a time when indexed (`states[idx]`, any
+    int array of steps), keeping only the segments the last index reached: the whole clip's states grew 384 kB
+    per second of speech (23 MB a minute). Upstream floors the log-mel at the whole signal's peak, so that peak
+    is found first, in one pass over the segments' spectra that keeps nothing else."""
+
+    def __init__(self, signal: np.ndarray, encoder):
+        import torch
+
+        self.encoder = encoder
+        audio = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32))
+        # torch.stft's centring: frame t is padded[160 t : 160 t + 400]; the last frame is dropped, as whisper does
+        self.padded = torch.nn.functional.pad(audio[None, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[0, 0]
+        n_frames = len(audio) // HOP
+        self.bounds = [(a, min(a + SEGMENT_FRAMES, n_frames)) for a in range(0, n_frames, SEGMENT_FRAMES)]
+        self.n_steps = sum((b - a) // 2 for a, b in self.bounds)
+        if self.n_steps == 0:
+            raise InputError(f"the speech is too short for LatentSync ({len(audio)} samples at {SAMPLE_RATE} Hz): "
+                             "pass at least 0.02 s")
+        self.peak = max(self._log_spec(k).max() for k in range(len(self.bounds)))
+        self._states: dict = {}  # segment index → its (steps, 5, D) float32 states
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx)
+        segment = idx // (SEGMENT_FRAMES // 2)
+        wanted = sorted(set(segment.ravel().tolist()))
+        self._states = {k: self._states.get(k) for k in wanted}  # the rest dropped before any is made
+        out = None
+        for k in wanted:
+            if self._states[k] is None:
+                self._states[k] = self._encode(k)
+            states = self._states[k]
+            out = np.zeros((*idx.shape, *states.shape[1:]), np.float32) if out is None else out
+            here = segment == k
+            out[here] = states[idx[here] - k * (SEGMENT_FRAMES // 2)]
+        return out
+
+    def _log_spec(self, k: int):
+        import torch
+
+        first, stop = self.bounds[k]
+        samples = self.padded[HOP * first:HOP * (stop - 1) + N_FFT]
+        stft = torch.stft(samples, N_FFT, HOP, window=torch.hann_window(N_FFT), center=False, return_complex=True)
+        return _log10_mel(stft)
+
+    def _encode(self, k: int) -> np.ndarray:
+        import torch
+
+        segment = _scaled(self._log_spec(k), self.peak)
+        padded = torch.nn.functional.pad(segment, (0, SEGMENT_FRAMES - segment.shape[1]))  # 0.0, not silence
+        param = next(self.encoder.parameters())
+        return _layer_states(self.encoder, padded[None].to(param.device, param.dtype))[:segment.shape[1] // 2].numpy()
 
 
 class FrameContexts:
-    """The (N, 50, 384) contexts of a clip, cut from the encoder states when indexed: a frame's window
-    overlaps its neighbours' five-fold, so holding the states instead of the windows keeps a long clip's
-    audio 5x smaller (384 kB per second of speech instead of 1.9 MB)."""
+    """The (N, 50, 384) contexts of a clip, cut from the encoder states when indexed (a chunk of frames at a time):
+    a frame's window overlaps its neighbours' five-fold, so the states are held instead of the windows, and made
+    a 30 s segment at a time (SegmentStates) so memory does not grow with the clip."""
 
-    def __init__(self, states: np.ndarray, timestamps: np.ndarray):
+    def __init__(self, states, timestamps: np.ndarray):
         self.states, self.timestamps = states, np.asarray(timestamps, dtype=np.float64)
 
     def __len__(self) -> int:
@@ -96,4 +168,4 @@ class FrameContexts:
 
 def contexts(speech: np.ndarray, timestamps: np.ndarray, encoder) -> FrameContexts:
     """(n,) float32 16 kHz speech, (N,) frame times → (N, 50, 384) float32 cross-attention contexts (indexable)."""
-    return FrameContexts(encoder_states(log_mel(speech), encoder), timestamps)
+    return FrameContexts(SegmentStates(speech, encoder), timestamps)

@@ -68,7 +68,7 @@ def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> 
     trim = module.release_freed_memory
 
     def trim_and_read() -> None:
-        trim()
+        trim(0)  # every chunk or batch, so that each reading is settled (the run itself trims at most once a second)
         settled.append(rss_mb("VmRSS"))
 
     module.release_freed_memory = trim_and_read

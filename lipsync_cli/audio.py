@@ -57,20 +57,15 @@ def hann_window() -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)).astype(np.float32)
 
 
-def stft_magnitude(wav: np.ndarray) -> np.ndarray:
-    """(samples,) float32 → (N_FFT // 2 + 1, 1 + samples // HOP_LENGTH) |STFT|, frames centred on multiples of
-    HOP_LENGTH: reflect padding of N_FFT // 2 at both ends (Wav2Lip's training padding; librosa >= 0.10
-    defaults to zeros)."""
-    return _magnitude(_frames(wav))
-
-
 def _frames(wav: np.ndarray) -> np.ndarray:
-    """(1 + samples // HOP_LENGTH, N_FFT) float32: the reflect-padded signal's frames, a view (no copy)."""
+    """(1 + samples // HOP_LENGTH, N_FFT) float32 frames centred on multiples of HOP_LENGTH, a view (no copy):
+    reflect padding of N_FFT // 2 at both ends (Wav2Lip's training padding; librosa >= 0.10 defaults to zeros)."""
     padded = np.pad(wav, N_FFT // 2, mode="reflect")
     return np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]
 
 
 def _magnitude(frames: np.ndarray) -> np.ndarray:
+    """(n, N_FFT) frames → (N_FFT // 2 + 1, n) float32 |STFT| under the Hann window."""
     return np.abs(np.fft.rfft(frames * hann_window(), axis=1)).T.astype(np.float32)
 
 

@@ -104,10 +104,19 @@ def _malloc_trim() -> Optional[Callable]:
         return None
 
 
-def release_freed_memory() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; nothing elsewhere). A long loop of big
+TRIM_INTERVAL = 1.0  # seconds: release_freed_memory trims at most this often (one trim took 9-75 ms on 2 cores)
+_last_trim = [float("-inf")]  # time.monotonic() of the last trim in this process
+
+
+def release_freed_memory(min_interval: float = TRIM_INTERVAL) -> None:
+    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; nothing elsewhere), unless it was done
+    less than `min_interval` seconds ago (a GPU chunk can take less time than the trim). A long loop of big
     short-lived tensors between small buffers that live longer fragments glibc's heap, and RSS then creeps up
     batch after batch: scoring LSE from its JPEG files grew ~150 MB per minute of video without this."""
+    import time
+
     trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    if trim is None or time.monotonic() - _last_trim[0] < min_interval:
+        return
+    trim(0)
+    _last_trim[0] = time.monotonic()

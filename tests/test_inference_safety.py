@@ -78,3 +78,21 @@ def test_non_finite_output_is_computed_again_in_fp32_or_is_an_error():
     broken = NanWhenHalf(always=True)
     with pytest.raises(InternalError, match="non-finite values .* even in fp32"):
         Wav2LipGenerator(model=broken, device="cpu", precision="bf16", batch_size=2)(mels, crops)
+
+
+def test_freed_memory_is_handed_back_at_most_once_a_second(monkeypatch):
+    """dub trims the C heap after each chunk and LSE after each batch, but a trim costs up to ~75 ms: a second call
+    within TRIM_INTERVAL does nothing, min_interval=0 always trims."""
+    from lipsync_cli import device
+
+    calls = []
+    monkeypatch.setattr(device, "_malloc_trim", lambda: calls.append)
+    monkeypatch.setattr(device, "_last_trim", [float("-inf")])
+    device.release_freed_memory()
+    device.release_freed_memory()
+    assert calls == [0]
+    device.release_freed_memory(min_interval=0)
+    assert calls == [0, 0]
+    monkeypatch.setattr(device, "_last_trim", [device._last_trim[0] - device.TRIM_INTERVAL])
+    device.release_freed_memory()
+    assert calls == [0, 0, 0]

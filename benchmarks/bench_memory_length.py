@@ -52,7 +52,7 @@ from typing import Optional
 from random_weights import random_public_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ["wav2lip", "musetalk", "lse", "lse-nojpeg"]
+FAMILIES = ["wav2lip", "musetalk", "lse", "lse-nojpeg", "expert"]
 ARCH = ROOT.parent / "shared" / "reference" / "musetalk" / "musetalk_arch.json"
 
 
@@ -64,7 +64,9 @@ def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> 
     from lipsync_cli.evaluation import lse, upstream_syncnet
 
     settled = []
-    module = upstream_syncnet if family.startswith("lse") else pipeline
+    from lipsync_cli.evaluation import expert_sync
+
+    module = {"lse": upstream_syncnet, "lse-nojpeg": upstream_syncnet, "expert": expert_sync}.get(family, pipeline)
     trim = module.release_freed_memory
 
     def trim_and_read() -> None:
@@ -72,7 +74,18 @@ def one_run(family: str, video: str, audio: str, model: str, box: list[int]) -> 
         settled.append(rss_mb("VmRSS"))
 
     module.release_freed_memory = trim_and_read
-    if family.startswith("lse"):
+    if family == "expert":
+        import torch
+
+        from lipsync_cli import media
+        from lipsync_cli.evaluation import evaluate
+        from lipsync_cli.models.lipsync_expert import SyncNet
+
+        torch.manual_seed(0)
+        net = SyncNet().eval()
+        net.config = {"size": 96}  # what a loaded checkpoint carries
+        evaluate.measure_expert(net, Path(video), box_track(video, box), media.load_audio(audio), "cpu")
+    elif family.startswith("lse"):
         # evaluate's default crop: upstream's crop around the face track (here the fixed box at 25 fps)
         lse.measure(Path(video), None, upstream_syncnet.load(model), box_track(video, box),
                     jpeg=family == "lse")
@@ -128,7 +141,7 @@ def models(folder: Path) -> dict:
     syncnet = str(write_syncnet_v2(folder / "syncnet_v2.model"))
     return {"wav2lip": random_public_checkpoint(folder, "wav2lip"),
             "musetalk": str(write_models_folder(folder / "MuseTalk" / "models", json.loads(ARCH.read_text()))),
-            "lse": syncnet, "lse-nojpeg": syncnet}
+            "lse": syncnet, "lse-nojpeg": syncnet, "expert": "random"}
 
 
 def looped(path: str, seconds: float, out: Path, fps: Optional[float] = None) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from lipsync_cli import timing
 from lipsync_cli.audio import log_mel
 from lipsync_cli.config import PreprocessConfig
+from lipsync_cli.device import release_freed_memory
 from lipsync_cli.errors import InputError
 from lipsync_cli.evaluation import metrics
 from lipsync_cli.faces.crop import crop
@@ -110,7 +111,7 @@ def _run_expert(net, windows: Iterator[np.ndarray], n: int, mels, device: str) -
     import torch
 
     m = len(mels)
-    video, audio = [], []
+    video, audio = None, None  # (n, D) and (m, D) float64, filled batch by batch (no list of batches to join)
     faces = mel = None  # set by the first batch, which both sides always have
     with torch.inference_mode():
         for start in range(0, max(n, m), BATCH):
@@ -121,9 +122,12 @@ def _run_expert(net, windows: Iterator[np.ndarray], n: int, mels, device: str) -
             face_t = torch.from_numpy(faces).to(device).float() / 255.0  # (B, 15, S/2, S) in [0, 1], RGB
             mel_t = torch.from_numpy(mel).to(device).float().unsqueeze(1)  # (B, 1, 80, 16)
             a, v = net(mel_t, face_t)
-            video.append(v[: max(0, min(stop, n) - start)].double().cpu().numpy())
-            audio.append(a[: max(0, min(stop, m) - start)].double().cpu().numpy())
-    return np.concatenate(video), np.concatenate(audio)
+            if video is None:
+                video, audio = np.empty((n, v.shape[1])), np.empty((m, a.shape[1]))
+            video[start:min(stop, n)] = v[: max(0, min(stop, n) - start)].double().cpu().numpy()
+            audio[start:min(stop, m)] = a[: max(0, min(stop, m) - start)].double().cpu().numpy()
+            release_freed_memory()  # else the batches' activations fragment the heap and RSS creeps up
+    return video, audio
 
 
 def _padded(x: np.ndarray, rows: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from lipsync_cli.faces.base import MOUTH, N_LANDMARKS  # MOUTH: the 20 lip points of the 68-point layout
 FACE = slice(0, N_LANDMARKS)  # all 68 points
 SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. 2004, as in scikit-image's gaussian_weights=True
-OFFSET_ROWS = 256  # windows per block in offset_distances (its memory bounded whatever the video's length)
+OFFSET_ROWS = 64  # windows per block in offset_distances: 2 x 8 MB of 512-d pairs, whatever the video's length
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image truncates its window at 3.5 sigma: 11x11
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # stabilising constants of the SSIM paper
 
@@ -151,7 +151,7 @@ def offset_distances(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset: i
     n, m = len(video_emb), len(audio_emb)
     offsets = np.arange(-max_offset, max_offset + 1)
     out = np.empty((n, len(offsets)), np.float64)
-    # OFFSET_ROWS windows at a time: all at once held two (N, K, D) arrays, ~250 KB a window for 512-d embeddings
+    # OFFSET_ROWS windows at a time: all at once held two (N, K, D) arrays, 254 KB a window for 512-d embeddings
     for first in range(0, n, OFFSET_ROWS):
         j = np.arange(first, min(first + OFFSET_ROWS, n))[:, None] + offsets[None, :]  # audio index per window, offset
         valid = (j >= 0) & (j < m)

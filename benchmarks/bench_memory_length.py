@@ -1,6 +1,8 @@
-"""Peak RSS against video length for each generator family and for LSE: memory must be flat in length.
+"""Peak and settled RSS against video length for each generator family, LSE and evaluate's expert: memory must be
+flat in length.
 
-    python benchmarks/bench_memory_length.py VIDEO AUDIO --box X1 Y1 X2 Y2 [--seconds 6 60] [--families ...] [--fps N]
+    python benchmarks/bench_memory_length.py VIDEO AUDIO --box X1 Y1 X2 Y2 [--seconds 6 60] [--families ...]
+                                             [--fps N] [--repeat N]
 
 VIDEO and AUDIO are looped to each length (ffmpeg -stream_loop; `--fps` re-times the video, for a family too slow
 on CPU to dub a minute at the clip's own rate) and each run is a fresh process importing this checkout, so its
@@ -8,32 +10,44 @@ peak RSS (VmHWM) is its own. Families: wav2lip (random weights in the public lay
 musetalk (the tests' tiny UNet/VAE with a random whisper encoder of whisper-tiny's size: the per-frame audio
 contexts, which grew with length, have their real size; the UNet's fixed 3.4 GB is not what this measures), lse
 and lse-nojpeg (upstream SyncNet with random weights scoring evaluate's default crop around `--box` at 25 fps,
-with and without the JPEG round trip). `--box` skips face detection (its track is ~560 bytes a frame). Prints
-MB at each length, the slope in MB per minute of video and each run's wall seconds. Not a test: it prints a table.
+with and without the JPEG round trip), expert (evaluate's sync score by our expert, random weights, the same crop
+box). `--box` skips face detection (its track is ~560 bytes a frame).
 
-Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 30 fps) + 04b_dub_audio_en_44k.wav,
---box 281 109 486 367 (mediapipe's box), 2 cores of an "Intel(R) Xeon(R) Processor" shared with other work
-(load 1.4-10; the lse rows at 1.4-3.9), `nice -n 10`:
+Prints, per family: the peak MB at each length (min-max over `--repeat` runs) and the slope of the minima in MB
+per minute of video; the settled RSS along the longest run (VmRSS read after each chunk of frames or batch of
+windows, right after the heap is trimmed: from the end of the first third, the warm-up, to the end, and how many
+readings) with its least-squares slope per minute; each run's wall seconds. Not a test: it prints a table.
 
-    family                6 s MB   60 s MB   MB/min   wall s (6 s / 60 s)
-    wav2lip                 1174      1175      1.4     13 / 91    (load ~2.4; VmHWM)
-    musetalk --fps 10       1441      1441      0.4    191 / 1307
-    musetalk (22 fps)       1471      1504     36.1     45 / 394   (idle; NOT flat: ~28 KB a frame, cause open)
-    lse                      960       973      14.0     9 / 63    (load ~2; 180 s: 985 MB, 7.7 MB/min 6-180 s)
-    lse-nojpeg               963       969       6.7     9 / 53
+Why two measures: a run's peak is the largest of its chunks' short-lived peaks (decoded frames, crops,
+activations), and those vary by tens of MB from chunk to chunk with the heap's state (evaluate's expert, 60 s
+sampled every 0.1 s: settled at 855 MB throughout, batch peaks anywhere from 956 to 1060 MB). A longer run has
+more chunks, so its peak tends to land a few tens of MB higher without anything being kept: the peak slope is
+not a growth rate. Memory that a run keeps shows in the settled RSS, which is flat or falls in every row below.
+Python and numpy's own peak (tracemalloc) for a Wav2Lip dub: 306.0 MB at 6 s, 311.5 MB at 60 s: the audio
+itself (float32 16 kHz and its mel, ~5 MB a minute).
 
-The wav2lip and lse rows are from after SyncNet's distances were made row by row as the embeddings arrive
-(upstream_syncnet.DistanceRows: the two whole-video embeddings, 8 KB a frame, are no longer kept). Before that,
-lse read 959 / 978 MB (21 MB/min) and lse-nojpeg 962 / 977 MB (17 MB/min). What still grows with length is the
-audio track itself: upstream's whole int16 PCM (1.9 MB a minute, twice while decoding) and its MFCCs.
+Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 22 fps) + 04b_dub_audio_en_44k.wav,
+--box 281 109 486 367 (mediapipe's box), 2 cores of an "Intel(R) Xeon(R) Processor" (AVX-512 BF16, AMX), tests
+running beside it at times (wall seconds are not comparable; RSS is):
 
-Before the fixes of issue 23's leftover, lse peaked at 1148 MB and lse-nojpeg at 1379 MB for 60 s (every
-224x224 crop held); with the MFCCs made 10 s at a time (all at once: ~110 MB a minute of audio) and the crops
-streamed, lse still went 985 -> 1125 MB (156 MB/min: glibc heap fragmentation between SyncNet batches) while
-lse-nojpeg was 973 -> 988 MB. (Their 6 s figures read 1027 MB then: ru_maxrss showed the table process's size.)
-What stays per frame now is a row of 31 distances (124 bytes), the int16 audio and its MFCCs (~3 MB a minute). The wav2lip and musetalk rows were read with
-ru_maxrss, above the table process's size (873 MB for musetalk), so they are the runs' own; a peak equal at both
-lengths is set by a fixed-size phase (loading, the whisper encoder on a 30 s segment).
+    family         6 s MB     60 s MB   MB/min          settled 60 s   MB/min  wall s
+    wav2lip     1089-1157   1129-1215     44.4       957 -> 878 (29)   -32.63  17/19/17/146/146/144
+    lse           961-964     968-970      7.7       716 -> 719 (75)     6.03  11/11/11/70/70/66
+    lse-nojpeg    963-963     967-969      4.9       714 -> 716 (75)     5.91  9/9/9/68/65/60
+    musetalk         1431        1464     37.0      1051 -> 968 (29)   -36.30  57/406
+    expert            924         967     47.3       813 -> 798 (24)    -7.64  10/40
+
+(wav2lip and the lse rows with --repeat 3; an earlier single musetalk run read 1477 at 6 s and 1444 at 60 s.)
+LSE's settled slope is ~2 MB over the run's last 40 s: tracemalloc finds 0.25 MB of Python objects kept over
+that span (the distance rows, 124 bytes a window), the rest is the C heap's.
+
+What was not flat before (issue 23): MuseTalk's contexts of every frame up front (1.15 GB per 10 minutes at
+25 fps); LSE holding every 224x224 crop (1148 MB at 60 s; 1379 MB without the JPEG step), then its MFCCs of the
+whole audio and glibc fragmentation (985 -> 1125 MB, 6 -> 60 s); Wav2Lip's and the expert's whole-signal STFT
+(~70 MB a minute of audio, at once); the expert's every lower half, 5-frame window and (N, 31, 512) pair array:
+926 MB at 6 s, 1454 MB at 60 s (587 MB a minute) at commit 993b03f, measured with this row's code. LatentSync's
+whisper states (23 MB a minute) are now made a 30 s segment at a time too; LatentSync is not in this table (its
+tiny test nets run at 64 px; see bench_latentsync.py).
 """
 
 from __future__ import annotations

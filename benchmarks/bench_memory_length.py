@@ -26,7 +26,7 @@ not a growth rate. Memory that a run keeps shows in the settled RSS, which is fl
 Python and numpy's own peak (tracemalloc) for a Wav2Lip dub: 306.0 MB at 6 s, 311.5 MB at 60 s: the audio
 itself (float32 16 kHz and its mel, ~5 MB a minute).
 
-Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700, 22 fps) + 04b_dub_audio_en_44k.wav,
+Measured 2026-12-06 on ../shared/media/04_square700_frontal.mp4 (700x700; 30 fps once looped) + 04b_dub_audio_en_44k.wav,
 --box 281 109 486 367 (mediapipe's box), 2 cores of an "Intel(R) Xeon(R) Processor" (AVX-512 BF16, AMX), tests
 running beside it at times (wall seconds are not comparable; RSS is):
 

@@ -69,3 +69,19 @@ class FrameWindows:
 
     def __getitem__(self, part: slice) -> np.ndarray:
         return self.make(self.timestamps[part])
+
+
+class RecentParts:
+    """Pieces of a long signal's features made on demand (`make(k)` for part k) keeping only those the last
+    request reached: `parts.reach(ks)` → {k: part} for the wanted ks, the rest dropped before any is made (one part,
+    or two across a boundary, whatever the signal's length). Used per 10 s or 30 s segment of audio features."""
+
+    def __init__(self, make):
+        self.make, self.kept = make, {}
+
+    def reach(self, wanted) -> dict:
+        self.kept = {k: self.kept.get(k) for k in wanted}
+        for k, part in self.kept.items():
+            if part is None:
+                self.kept[k] = self.make(k)
+        return self.kept

@@ -162,7 +162,7 @@ def test_contexts_made_a_segment_at_a_time_equal_the_whole_clips(nets):
     for part in [slice(0, 16), slice(740, 760), slice(1490, 1510), slice(1600, 1625)]:
         np.testing.assert_allclose(lazy[part], whole[part], rtol=0, atol=1e-4)
         reached = set((ls_audio.chunk_index(len(states), times[part]) // 1500).ravel().tolist())
-        assert set(states._states) == reached
+        assert set(states.segments.kept) == reached
     assert len(reached) == 1 and reached == {2}  # the last chunk needs only the last segment
 
 

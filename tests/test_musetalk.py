@@ -143,9 +143,9 @@ def test_contexts_made_per_chunk_equal_all_at_once_across_segments(gen):
                                                          nets.encoder, len(signal)), times)
     lazy = gen.audio_windows(signal, times)
     held = []
-    parts = [lazy[part] for part in chunks(len(times), 64) if not held.append(len(lazy._segments))]
+    parts = [lazy[part] for part in chunks(len(times), 64) if not held.append(len(lazy.segments.kept))]
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)
-    assert max(held) <= 2 and len(lazy._segments) == 1  # the last chunk needs the last segment only
+    assert max(held) <= 2 and len(lazy.segments.kept) == 1  # the last chunk needs the last segment only
 
 
 def upstream_chunk_starts(n_frames: int, fps: float) -> np.ndarray:

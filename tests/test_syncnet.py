@@ -293,7 +293,7 @@ def test_mfcc_columns_made_a_slice_at_a_time_are_the_whole_signals_and_only_the_
         got = columns[first:stop]
         assert np.array_equal(got, whole[:, first:stop]), (first, stop)
         reached = {k for k, (a, b) in enumerate(zip(columns.bounds, columns.bounds[1:])) if a < stop and b > first}
-        assert set(columns._parts) == reached
+        assert set(columns.parts.kept) == reached
 
 
 def test_case_c_whole_demo_clip(case_c, ref):

@@ -23,6 +23,7 @@ import numpy as np
 from lipsync_cli.device import release_freed_memory
 from lipsync_cli.errors import InputError
 from lipsync_cli.models.checkpoint import read_checkpoint
+from lipsync_cli.timing import RecentParts
 
 WEIGHTS = "syncnet_v2"  # the weights.toml entry of the public syncnet_v2.model
 SAMPLE_RATE = 16000  # Hz: upstream extracts the audio at this rate
@@ -121,19 +122,16 @@ class MfccColumns:
         self.n_cols = 1 if n <= MFCC_LENGTH else 1 + -(-(n - MFCC_LENGTH) // MFCC_HOP)  # framesig's count
         self.bounds = [*range(0, self.n_cols - MFCC_CHUNK, MFCC_CHUNK), self.n_cols] if self.n_cols > MFCC_CHUNK \
             else [0, self.n_cols]
-        self._parts: dict = {}  # part index -> (13, its columns) float64
+        self.parts = RecentParts(self._make)  # part index -> (13, its columns) float64
 
     def __getitem__(self, part: slice) -> np.ndarray:
         first, stop, _ = part.indices(self.n_cols)
         wanted = [k for k, (a, b) in enumerate(zip(self.bounds, self.bounds[1:])) if a < stop and b > first]
-        self._parts = {k: self._parts.get(k) for k in wanted}  # the rest dropped before any is made
-        for k in wanted:
-            if self._parts[k] is None:
-                self._parts[k] = self._make(k)
+        parts = self.parts.reach(wanted)
         if not wanted:
             return np.zeros((13, 0))
         offset = self.bounds[wanted[0]]
-        joined = np.concatenate([self._parts[k] for k in wanted], axis=1) if len(wanted) > 1 else self._parts[wanted[0]]
+        joined = np.concatenate(list(parts.values()), axis=1) if len(wanted) > 1 else parts[wanted[0]]
         return joined[:, first - offset:stop - offset]
 
     def _make(self, k: int) -> np.ndarray:

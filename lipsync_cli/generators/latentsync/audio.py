@@ -15,6 +15,7 @@ import numpy as np
 
 from lipsync_cli.errors import InputError
 from lipsync_cli.generators.musetalk.whisper_audio import SAMPLE_RATE, WINDOW_STEPS, window_starts
+from lipsync_cli.timing import RecentParts
 
 N_FFT, HOP = 400, 160  # whisper's STFT: 25 ms windows every 10 ms
 N_MELS = 80
@@ -114,7 +115,7 @@ class SegmentStates:
             raise InputError(f"the speech is too short for LatentSync ({len(audio)} samples at {SAMPLE_RATE} Hz): "
                              "pass at least 0.02 s")
         self.peak = max(self._log_spec(k).max() for k in range(len(self.bounds)))
-        self._states: dict = {}  # segment index → its (steps, 5, D) float32 states
+        self.segments = RecentParts(self._encode)  # segment index → its (steps, 5, D) float32 states
 
     def __len__(self) -> int:
         return self.n_steps
@@ -122,13 +123,8 @@ class SegmentStates:
     def __getitem__(self, idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx)
         segment = idx // (SEGMENT_FRAMES // 2)
-        wanted = sorted(set(segment.ravel().tolist()))
-        self._states = {k: self._states.get(k) for k in wanted}  # the rest dropped before any is made
         out = None
-        for k in wanted:
-            if self._states[k] is None:
-                self._states[k] = self._encode(k)
-            states = self._states[k]
+        for k, states in self.segments.reach(sorted(set(segment.ravel().tolist()))).items():
             out = np.zeros((*idx.shape, *states.shape[1:]), np.float32) if out is None else out
             here = segment == k
             out[here] = states[idx[here] - k * (SEGMENT_FRAMES // 2)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lipsync_cli.timing import RecentParts
+
 SAMPLE_RATE = 16_000  # Hz, whisper's input rate
 SEGMENT_SECONDS = 30  # whisper encodes 30 s segments
 SEGMENT_SAMPLES = SAMPLE_RATE * SEGMENT_SECONDS
@@ -103,7 +105,7 @@ class FrameContexts:
         self.signal, self.timestamps = signal, np.asarray(timestamps)
         self.extractor, self.encoder = extractor, encoder
         self.n_steps = int(np.floor(len(signal) / SAMPLE_RATE * STEPS_PER_SECOND))
-        self._segments: dict = {}  # segment index → (SEGMENT_STEPS, L, D) float32 hidden states
+        self.segments = RecentParts(self._encode)  # segment index → (SEGMENT_STEPS, L, D) float32 hidden states
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -111,16 +113,12 @@ class FrameContexts:
     def __getitem__(self, part: slice) -> np.ndarray:
         idx = window_starts(self.timestamps[part])[:, None] + np.arange(WINDOW_STEPS)[None, :]  # (n, 10)
         inside = (idx >= 0) & (idx < self.n_steps)
-        wanted = sorted(set((idx[inside] // SEGMENT_STEPS).tolist()))
-        self._segments = {k: self._segments.get(k) for k in wanted}  # the rest dropped before any is encoded
-        for k in wanted:
-            if self._segments[k] is None:
-                self._segments[k] = self._encode(k)
-        first = self._segments[wanted[0]] if wanted else np.zeros((1, 1, 1), np.float32)
+        segments = self.segments.reach(sorted(set((idx[inside] // SEGMENT_STEPS).tolist())))
+        first = next(iter(segments.values())) if segments else np.zeros((1, 1, 1), np.float32)
         out = np.zeros((*idx.shape, *first.shape[1:]), dtype=np.float32)
-        for k in wanted:
+        for k, states in segments.items():
             here = inside & (idx // SEGMENT_STEPS == k)
-            out[here] = self._segments[k][idx[here] - k * SEGMENT_STEPS]
+            out[here] = states[idx[here] - k * SEGMENT_STEPS]
         return out.reshape(len(idx), -1, out.shape[-1])
 
     def _encode(self, k: int) -> np.ndarray:

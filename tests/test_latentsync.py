@@ -131,11 +131,11 @@ def test_tiny_folder_loads_every_part(gen, ckpt_dir):
 
 
 def test_log_mel_features_and_chunks(nets, vec):
-    mel = ls_audio.log_mel(vec["audio_pcm16"].astype(np.float32) / 32768)
-    np.testing.assert_allclose(mel.numpy(), vec["whisper_log_mel"], atol=1e-4)
-    states = ls_audio.encoder_states(torch.from_numpy(vec["whisper_log_mel"]), nets.encoder)
-    np.testing.assert_allclose(states, vec["whisper_features"], atol=1e-4)
     made = ls_audio.SegmentStates(vec["audio_pcm16"].astype(np.float32) / 32768, nets.encoder)  # what dub uses
+    assert len(made.bounds) == 1  # a clip of under 30 s: one segment
+    np.testing.assert_allclose(made.log_mel(0).numpy(), vec["whisper_log_mel"], atol=1e-4)
+    states = ls_audio.segment_states(torch.from_numpy(vec["whisper_log_mel"]), nets.encoder)
+    np.testing.assert_allclose(states, vec["whisper_features"], atol=1e-4)
     assert len(made) == len(vec["whisper_features"])
     np.testing.assert_allclose(made[np.arange(len(made))], vec["whisper_features"], atol=1e-4)
     times = np.arange(20) / 25.0
@@ -147,6 +147,18 @@ def test_log_mel_features_and_chunks(nets, vec):
     np.testing.assert_array_equal(lazy[[0, 19]], vec["audio_chunks"][[0, 19]])
 
 
+def _whole_clip_states(speech: np.ndarray, encoder) -> np.ndarray:
+    """The reference's recipe in one pass: the whole signal's STFT (last frame dropped), mel power, log10 floored
+    8 below the whole log-mel's peak, (x + 4) / 4, then each 3000-frame segment encoded."""
+    import librosa
+
+    stft = torch.stft(torch.from_numpy(speech), 400, 160, window=torch.hann_window(400), return_complex=True)[:, :-1]
+    filters = torch.from_numpy(librosa.filters.mel(sr=16000, n_fft=400, n_mels=80))
+    log_spec = torch.clamp(filters @ (stft.abs() ** 2), min=1e-10).log10()
+    mel = (torch.maximum(log_spec, log_spec.max() - 8.0) + 4.0) / 4.0
+    return np.concatenate([ls_audio.segment_states(mel[:, a:a + 3000], encoder) for a in range(0, mel.shape[1], 3000)])
+
+
 def test_contexts_made_a_segment_at_a_time_equal_the_whole_clips(nets):
     """What dub indexes (a chunk of frames at a time) equals the contexts of the whole clip's log-mel and states,
     across the 30 s segment boundaries too, with the floor at the whole signal's peak (the last segment is quiet,
@@ -155,7 +167,7 @@ def test_contexts_made_a_segment_at_a_time_equal_the_whole_clips(nets):
     speech = (rng.standard_normal(16000 * 65 + 99) * 0.2).astype(np.float32)
     speech[16000 * 60:] *= 1e-4  # the last segment quiet: its own peak would floor it differently
     times = np.arange(int(65 * 25)) / 25.0
-    whole = ls_audio.FrameContexts(ls_audio.encoder_states(ls_audio.log_mel(speech), nets.encoder), times)
+    whole = ls_audio.FrameContexts(_whole_clip_states(speech, nets.encoder), times)
     lazy = ls_audio.contexts(speech, times, nets.encoder)
     states = lazy.states
     assert len(states) == len(whole.states) == 3250 and [b for _, b in states.bounds] == [3000, 6000, 6500]

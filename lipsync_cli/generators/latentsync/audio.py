@@ -23,16 +23,6 @@ SEGMENT_FRAMES = 3000  # log-mel frames per encoder call (30 s)
 LOG_FLOOR_DB = 8.0  # log10 units below the maximum that the log-mel is floored at
 
 
-def log_mel(signal: np.ndarray):
-    """(n,) float32 16 kHz mono in [-1, 1] → (80, n // 160) float32 torch log-mel, whisper's scaling."""
-    import torch
-
-    audio = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32))
-    stft = torch.stft(audio, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
-    log_spec = _log10_mel(stft[..., :-1])  # the last frame is dropped, as whisper does
-    return _scaled(log_spec, log_spec.max())
-
-
 def _log10_mel(stft):
     """(201, T) complex STFT → (80, T) float32 torch log10 mel power."""
     import librosa
@@ -49,19 +39,15 @@ def _scaled(log_spec, peak):
     return (torch.maximum(log_spec, peak - LOG_FLOOR_DB) + 4.0) / 4.0
 
 
-def encoder_states(mel, encoder) -> np.ndarray:
-    """(80, T) log-mel → (T // 2 per segment, joined: L, 5, 384) float32: per 20 ms step the block input
-    after the positions and the outputs of the 4 blocks, without the final LayerNorm."""
+def segment_states(mel, encoder) -> np.ndarray:
+    """(80, T ≤ 3000) log-mel of one 30 s segment → (T // 2, 5, 384) float32: per 20 ms step the block input after
+    the positions and the outputs of the 4 blocks, without the final LayerNorm; the segment is padded to 3000
+    frames with 0.0 in log-mel space (not silence), as upstream does."""
     import torch
 
+    padded = torch.nn.functional.pad(mel, (0, SEGMENT_FRAMES - mel.shape[1]))
     param = next(encoder.parameters())
-    steps = []
-    for start in range(0, max(mel.shape[1], 1), SEGMENT_FRAMES):
-        segment = mel[:, start:start + SEGMENT_FRAMES]
-        padded = torch.nn.functional.pad(segment, (0, SEGMENT_FRAMES - segment.shape[1]))  # 0.0, not silence
-        states = _layer_states(encoder, padded[None].to(param.device, param.dtype))  # (1500, 5, 384)
-        steps.append(states[:segment.shape[1] // 2])
-    return torch.cat(steps).numpy()
+    return _layer_states(encoder, padded[None].to(param.device, param.dtype))[:mel.shape[1] // 2].numpy()
 
 
 def _layer_states(encoder, features):
@@ -96,10 +82,11 @@ def frame_chunks(states, timestamps: np.ndarray) -> np.ndarray:
 
 
 class SegmentStates:
-    """encoder_states(log_mel(signal), encoder) made one 30 s segment at a time when indexed (`states[idx]`, any
-    int array of steps), keeping only the segments the last index reached: the whole clip's states grew 384 kB
-    per second of speech (23 MB a minute). Upstream floors the log-mel at the whole signal's peak, so that peak
-    is found first, in one pass over the segments' spectra that keeps nothing else."""
+    """The encoder states of a whole signal, (steps, 5, 384) float32, made one 30 s segment at a time when indexed
+    (`states[idx]`, any int array of steps), keeping only the segments the last index reached: the whole clip's
+    states grew 384 kB per second of speech (23 MB a minute). Upstream takes the log-mel of the whole signal,
+    floored 8 log10 units below its peak, and cuts it into 3000-frame segments, so the peak is found first, in
+    one pass over the segments' spectra that keeps nothing else."""
 
     def __init__(self, signal: np.ndarray, encoder):
         import torch
@@ -130,6 +117,10 @@ class SegmentStates:
             out[here] = states[idx[here] - k * (SEGMENT_FRAMES // 2)]
         return out
 
+    def log_mel(self, k: int):
+        """(80, frames of segment k) float32 torch: whisper's log-mel, floored below the whole signal's peak."""
+        return _scaled(self._log_spec(k), self.peak)
+
     def _log_spec(self, k: int):
         import torch
 
@@ -139,12 +130,7 @@ class SegmentStates:
         return _log10_mel(stft)
 
     def _encode(self, k: int) -> np.ndarray:
-        import torch
-
-        segment = _scaled(self._log_spec(k), self.peak)
-        padded = torch.nn.functional.pad(segment, (0, SEGMENT_FRAMES - segment.shape[1]))  # 0.0, not silence
-        param = next(self.encoder.parameters())
-        return _layer_states(self.encoder, padded[None].to(param.device, param.dtype))[:segment.shape[1] // 2].numpy()
+        return segment_states(self.log_mel(k), self.encoder)
 
 
 class FrameContexts:

@@ -99,17 +99,13 @@ def _check_state(path: Path, state: dict, own: dict) -> None:
 # ---- the two embeddings --------------------------------------------------------------------------
 
 
-def mfcc(audio: np.ndarray) -> np.ndarray:
-    """(M,) int16 at 16 kHz -> (13, T) float64: python_speech_features.mfcc's defaults, fed the raw int16
-    values (not scaled to [-1, 1]), as upstream does; T = 1 + ceil((M - 400) / 160). (MfccColumns, all at once.)"""
-    columns = MfccColumns(audio)
-    return columns[0:columns.n_cols]
-
-
 class MfccColumns:
-    """mfcc(audio)'s columns, made MFCC_CHUNK (10 s) at a time when a slice asks for them (`columns[a:b]`, (13, b - a)
-    float64), keeping only the parts the last slice reached: memory does not grow with the audio's length (framing
-    the whole signal at once took ~2 MB of temporary arrays per second of audio, the whole result 6 MB a minute).
+    """Upstream's MFCCs of (M,) int16 audio at 16 kHz: python_speech_features.mfcc's defaults fed the raw int16
+    values (not scaled to [-1, 1]), (13, T) float64 with T = n_cols = 1 + ceil((M - 400) / 160).
+
+    Made MFCC_CHUNK columns (10 s) at a time when a slice asks for them (`columns[a:b]`, (13, b - a); `columns[:]`
+    all of them), keeping only the parts the last slice reached: memory does not grow with the audio's length
+    (framing the whole signal at once took ~2 MB of temporary arrays per second of audio, the result 6 MB a minute).
 
     Equal to one call on the whole signal: a column depends only on its own 400 samples once pre-emphasised, and the
     pre-emphasis only on the sample before. The last part takes the remainder (MFCC_CHUNK to 2 MFCC_CHUNK - 1

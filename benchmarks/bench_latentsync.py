@@ -2,6 +2,7 @@
 
     python benchmarks/bench_latentsync.py steps [--resolution 256 512] [--frames 16] [--device cpu] [--precision fp32 ...]
     python benchmarks/bench_latentsync.py stream CHECKPOINTS VIDEO AUDIO [--seconds 6 60]
+    python benchmarks/bench_latentsync.py load
 
 `steps`: the UNet (1.27 B parameters), VAE (84 M) and whisper-tiny encoder are built from the published
 configs (lipsync_cli.generators.latentsync.files.published_config, ../shared/reference/latentsync) with the
@@ -14,12 +15,18 @@ Several --precision values are timed on the same networks (built once per resolu
 untimed guided step loads the kernels and lets cuDNN pick its algorithms.
 
 `stream`: dubs the first 6 s and 60 s of AUDIO with a (tiny) checkpoints folder, each in a fresh process, and
-prints their peak RSS: streaming keeps it flat in length. Not a test: it prints tables.
+prints their peak RSS: streaming keeps it flat in length.
+
+`load`: writes a random UNet of the real size in upstream's layout (latentsync_unet.pt, 1.27 B parameters, ~5 GB:
+needs ~5 GB of disk and ~11 GB of memory) and loads it in a fresh process the way it was loaded before (built with
+random initialisation, the whole file read, copied in) and the way files.load_unet does (meta device + memory
+map), each reading every weight once, and prints each process's peak RSS. Not a test: it prints tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
 import subprocess
@@ -154,6 +161,51 @@ def stream_mode(args) -> None:
                   f"{line[0].split()[2] if line else '?'} s" + ("" if line else f" ({proc.stderr.strip()[-200:]})"))
 
 
+# Writing a real-size random latentsync_unet.pt in upstream's layout ({"state_dict": its 1246 names}).
+WRITE_UNET = """
+import json, sys, torch
+sys.path.insert(0, sys.argv[2])
+from latentsync_utils import unet_state
+arch = json.load(open(sys.argv[3]))
+torch.save({"state_dict": unet_state({"unet": arch["real"]["unet"]}), "global_step": 0}, sys.argv[1])
+"""
+
+# The load as it was before (built with random initialisation, the whole file read, copied in) and as it is now.
+LOAD_UNET = """
+import json, resource, sys
+from pathlib import Path
+import torch
+from lipsync_cli.generators.latentsync import files, unet as unet_mod
+weights, way = Path(sys.argv[1]), sys.argv[2]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if way == "build+load":
+    net = unet_mod.build(files.published_config())
+    state = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
+    net.load_state_dict(unet_mod.remap_state(state), strict=True)
+else:
+    net = files.load_unet(weights, files.published_config())
+total = sum(float(p.double().sum()) for p in net.parameters())  # every weight read once
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"imports_mb": before, "peak_mb": peak, "finite": total == total}))
+"""
+
+
+def load_mode(args) -> None:
+    arch = ROOT.parent / "shared" / "reference" / "latentsync" / "latentsync_arch.json"
+    with tempfile.TemporaryDirectory(prefix="lipsync-latentsync-unet-") as tmp:
+        weights = Path(tmp) / "latentsync_unet.pt"
+        subprocess.run([sys.executable, "-c", WRITE_UNET, str(weights), str(ROOT / "tests"), str(arch)], check=True,
+                       cwd=ROOT)
+        print(f"random LatentSync 1.6 UNet in upstream's layout: file {weights.stat().st_size / 1e9:.2f} GB")
+        print(f"{'load':<24}{'imports MB':>12}{'peak MB':>10}{'load adds MB':>14}")
+        for way in ("build+load", "meta+mmap"):
+            out = subprocess.run([sys.executable, "-c", LOAD_UNET, str(weights), way], check=True,
+                                 capture_output=True, text=True, cwd=ROOT).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            assert r["finite"], way
+            print(f"{way:<24}{r['imports_mb']:>12.0f}{r['peak_mb']:>10.0f}{r['peak_mb'] - r['imports_mb']:>14.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -167,8 +219,9 @@ def main() -> None:
     r.add_argument("video")
     r.add_argument("audio")
     r.add_argument("--seconds", type=float, nargs="+", default=[6, 60])
+    sub.add_parser("load")
     args = parser.parse_args()
-    steps_mode(args) if args.mode == "steps" else stream_mode(args)
+    {"steps": steps_mode, "stream": stream_mode, "load": load_mode}[args.mode](args)
 
 
 if __name__ == "__main__":

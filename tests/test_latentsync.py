@@ -99,7 +99,7 @@ def test_real_unet_file_names_remap_onto_unet_motion_model(arch):
     assert len(remapped) == 1226 and remapped == keys_of(unet)
     assert sum(p.numel() for p in unet.parameters()) == real["n_params"] == 1_267_099_844
     state = {k: torch.empty(s, device="meta") for k, s in file_keys.items()}
-    files.load_strict(unet, ls_unet.remap_state(state), Path("latentsync_unet.pt"), "LatentSync UNet")
+    files.load_strict(unet, ls_unet.remap_state(state), Path("latentsync_unet.pt"), files.mismatch("LatentSync UNet"))
 
 
 def test_real_whisper_and_vae_files_load_strictly(arch):
@@ -118,6 +118,20 @@ def test_real_whisper_and_vae_files_load_strictly(arch):
     assert sum(v.numel() for k, v in encoder.state_dict().items()) == whisper["n_params_encoder"] + 1500 * 384
     assert keys_of(vae) == {k: s for k, s, _ in arch["real"]["vae"]["keys"]}
     assert sum(p.numel() for p in vae.parameters()) == arch["real"]["vae"]["n_params"]
+
+
+def test_unet_is_built_on_meta_and_takes_the_mapped_files_tensors_in_its_own_dtype(ckpt_dir, tmp_path):
+    """load_unet builds no random UNet (meta device) and assigns the memory-mapped file's tensors: every parameter
+    is the file's value, none is left on meta, and a half-precision file still gives float32 parameters (what
+    copying into a float32 UNet gave)."""
+    state = torch.load(ckpt_dir / "latentsync_unet.pt", weights_only=True)["state_dict"]
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"state_dict": half}, tmp_path / "latentsync_unet.pt")
+    unet = files.load_unet(tmp_path / "latentsync_unet.pt", files.read_config(ckpt_dir / "config.yaml")[0])
+    params, wanted = dict(unet.named_parameters()), ls_unet.remap_state(half)
+    assert not any(t.is_meta for t in [*params.values(), *unet.buffers()])
+    assert {t.dtype for t in params.values()} == {torch.float32} and len(params) > 100
+    assert all(torch.equal(t, wanted[name].float()) for name, t in params.items())
 
 
 def test_tiny_folder_loads_every_part(gen, ckpt_dir):

@@ -166,12 +166,28 @@ def state_mismatch(own: dict, state: dict) -> str | None:
 
 
 def _load_strict(path: Path, model, state: dict) -> None:
-    """load_state_dict(strict=True) with a one-line account of a mismatch instead of a shape dump."""
-    problem = state_mismatch(model.state_dict(), state)
+    load_strict(model, state, path, f"looks like a {KIND_NAMES[model.kind]} ({model.arch}) but is a different variant "
+                                    "({problem}): pass a checkpoint of the standard network")
+
+
+def load_strict(module, state: dict, path, mismatch: str, assign: bool = False) -> None:
+    """load_state_dict(strict=True), with a one-line InputError instead of a shape dump: the file's name, then
+    `mismatch` with {problem} filled in (state_mismatch's account).
+
+    assign: the state's tensors become the module's (a module built on the meta device has none to copy into, and a
+    memory-mapped file's tensors stay mapped: one copy of the weights in memory), cast to the module's dtype where
+    they differ, as a copy would; a tensor left on the meta device is an error."""
+    own = module.state_dict()
+    problem = state_mismatch(own, state)
     if problem:
-        raise InputError(f"{path.name} looks like a {KIND_NAMES[model.kind]} ({model.arch}) but is a different "
-                         f"variant ({problem}): pass a checkpoint of the standard network")
-    model.load_state_dict(state, strict=True)
+        raise InputError(f"{Path(path).name} {mismatch.format(problem=problem)}")
+    if assign:
+        state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
+    module.load_state_dict(state, strict=True, assign=assign)
+    left = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta] if assign else []
+    if left:  # a tensor the file does not hold and the module does not make without a device
+        raise InputError(f"{Path(path).name} leaves {len(left)} tensors of the network unset (e.g. {left[0]}): it is "
+                         "not a complete checkpoint of this network")
 
 
 def unwrap(model):

@@ -26,7 +26,7 @@ from lipsync_cli import weights
 from lipsync_cli.errors import InputError, WeightsError
 from lipsync_cli.generators.latentsync import unet as unet_mod
 from lipsync_cli.generators.musetalk.files import _json, read_state, rename_old_vae_attention
-from lipsync_cli.models.checkpoint import state_mismatch
+from lipsync_cli.models.checkpoint import load_strict
 
 INSTALL_HINT = 'pip install "lipsync-cli[latentsync]"'
 NAMES = {"latentsync": 512, "latentsync-1.5": 256}  # --model names → model resolution (1.6 and 1.5)
@@ -169,18 +169,20 @@ def load(files: LatentSyncFiles, device: str = "cpu") -> LatentSyncNetworks:
 
 
 def load_unet(path: Path, model: dict, state: Optional[dict] = None):
-    """latentsync_unet.pt → UNetMotionModel with upstream's GroupNorms, every entry loaded."""
+    """latentsync_unet.pt → UNetMotionModel with upstream's GroupNorms, every entry loaded, with one copy of its
+    weights in memory: built on the meta device (no random initialisation to allocate and then overwrite), the
+    file memory-mapped, its tensors assigned as the parameters. Building then loading held two copies (~10 GB)."""
     state = _unet_state(path) if state is None else state
     try:
-        unet = unet_mod.build(model)
+        unet = unet_mod.build(model, meta=True)
     except (KeyError, ValueError) as err:
         raise InputError(f"the UNet config does not describe a LatentSync UNet ({err})") from None
-    load_strict(unet, unet_mod.remap_state(state), path, "LatentSync UNet")
+    load_strict(unet, unet_mod.remap_state(state), path, mismatch("LatentSync UNet"), assign=True)
     return unet
 
 
 def _unet_state(path: Path) -> dict:
-    obj = read_state(path)
+    obj = read_state(path, mmap=True)
     state = obj.get("state_dict") if isinstance(obj.get("state_dict"), dict) else None
     if state is None or not any(".motion_modules." in k for k in state):
         what = ("a Wav2Lip/lipsync-cli checkpoint" if "arch" in obj or "state_dict" in obj
@@ -228,7 +230,7 @@ def load_whisper(path: Path):
         raise InputError(f"{path} is not an openai-whisper checkpoint (needs 'dims' and 'model_state_dict'): pass "
                          "whisper/tiny.pt from the LatentSync checkpoints")
     encoder = WhisperEncoder(whisper_encoder_config(obj["dims"]))
-    load_strict(encoder, whisper_encoder_state(obj["model_state_dict"]), path, "whisper encoder")
+    load_strict(encoder, whisper_encoder_state(obj["model_state_dict"]), path, mismatch("whisper encoder"))
     return encoder
 
 
@@ -237,17 +239,14 @@ def load_vae(config: Path, weights_file: Path):
 
     cfg = dict(_json(config), scaling_factor=VAE_SCALE, shift_factor=0.0)
     vae = AutoencoderKL.from_config(cfg)
-    load_strict(vae, rename_old_vae_attention(read_state(weights_file)), weights_file, "VAE")
+    load_strict(vae, rename_old_vae_attention(read_state(weights_file)), weights_file, mismatch("VAE"))
     return vae
 
 
-def load_strict(module, state: dict, path: Path, what: str) -> None:
-    """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump."""
-    problem = state_mismatch(module.state_dict(), state)
-    if problem:
-        raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({problem}): pass the "
-                         "published LatentSync files, or a config.yaml that describes this network")
-    module.load_state_dict(state, strict=True)
+def mismatch(what: str) -> str:
+    """checkpoint.load_strict's account of a file that does not fit `what`."""
+    return (f"does not fit the {what} its config describes ({{problem}}): pass the published LatentSync files, or a "
+            "config.yaml that describes this network")
 
 
 def read_mask(path: Path) -> np.ndarray:

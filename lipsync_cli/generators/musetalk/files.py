@@ -22,7 +22,7 @@ from typing import Optional
 
 from lipsync_cli import weights
 from lipsync_cli.errors import InputError, WeightsError
-from lipsync_cli.models.checkpoint import _public_arch, _strip_prefixes, read_checkpoint, state_mismatch
+from lipsync_cli.models.checkpoint import _public_arch, _strip_prefixes, load_strict, read_checkpoint
 
 INSTALL_HINT = 'pip install "lipsync-cli[musetalk]"'
 NAME = "musetalk"  # the --model name that selects this family from weights.toml
@@ -118,10 +118,10 @@ def load(files: MuseTalkFiles, device: str = "cpu") -> MuseTalkNetworks:
     unet = load_unet(files, UNet2DConditionModel)
     vae_config = _json(files.vae_config)
     vae = AutoencoderKL.from_config(vae_config)
-    load_strict(vae, rename_old_vae_attention(read_state(files.vae_weights)), files.vae_weights, "VAE")
+    load_strict(vae, rename_old_vae_attention(read_state(files.vae_weights)), files.vae_weights, mismatch("VAE"))
     encoder = WhisperEncoder(WhisperConfig.from_json_file(str(files.whisper_config)))
     load_strict(encoder, whisper_encoder_state(read_state(files.whisper_weights)), files.whisper_weights,
-                "whisper encoder")
+                mismatch("whisper encoder"))
     extractor = (WhisperFeatureExtractor.from_json_file(str(files.whisper_preprocessor))
                  if files.whisper_preprocessor else WhisperFeatureExtractor())
     nets = [net.to(device).eval() for net in (unet, vae, encoder)]
@@ -136,11 +136,7 @@ def load_unet(files: MuseTalkFiles, unet_class):
 
     with torch.device("meta"):
         unet = unet_class.from_config(_json(files.unet_config))
-    load_strict(unet, _unet_state(files.unet, mmap=True), files.unet, "MuseTalk UNet", assign=True)
-    left = [name for name, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
-    if left:  # a tensor the file does not hold and the module does not initialise without a device
-        raise InputError(f"{files.unet.name} leaves {len(left)} UNet tensors unset (e.g. {left[0]}): pass the "
-                         "published MuseTalk 1.5 files")
+    load_strict(unet, _unet_state(files.unet, mmap=True), files.unet, mismatch("MuseTalk UNet"), assign=True)
     return unet
 
 
@@ -196,11 +192,6 @@ def whisper_encoder_state(state: dict) -> dict:
     return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
 
 
-def load_strict(module, state: dict, path: Path, what: str, assign: bool = False) -> None:
-    """load_state_dict(strict=True), with a one-line account of a mismatch instead of a shape dump; assign: the
-    state's tensors become the module's (a module built on the meta device has none to copy into)."""
-    problem = state_mismatch(module.state_dict(), state)
-    if problem:
-        raise InputError(f"{Path(path).name} does not fit the {what} its config describes ({problem}): pass the "
-                         "published MuseTalk 1.5 files")
-    module.load_state_dict(state, strict=True, assign=assign)
+def mismatch(what: str) -> str:
+    """checkpoint.load_strict's account of a file that does not fit `what`."""
+    return f"does not fit the {what} its config describes ({{problem}}): pass the published MuseTalk 1.5 files"

@@ -104,7 +104,7 @@ def _malloc_trim() -> Optional[Callable]:
         return None
 
 
-TRIM_INTERVAL = 1.0  # seconds: release_freed_memory trims at most this often (one trim took 9-75 ms on 2 cores)
+TRIM_INTERVAL = 1.0  # seconds: release_freed_memory trims at most this often (one trim took 5-85 ms on 2 cores)
 _last_trim = [float("-inf")]  # time.monotonic() of the last trim in this process
 
 

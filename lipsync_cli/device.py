@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import functools
 import logging
+import time
 from typing import Callable, Optional
 
 from lipsync_cli.errors import InternalError, UsageError
@@ -113,8 +114,6 @@ def release_freed_memory(min_interval: float = TRIM_INTERVAL) -> None:
     less than `min_interval` seconds ago (a GPU chunk can take less time than the trim). A long loop of big
     short-lived tensors between small buffers that live longer fragments glibc's heap, and RSS then creeps up
     batch after batch: scoring LSE from its JPEG files grew ~150 MB per minute of video without this."""
-    import time
-
     trim = _malloc_trim()
     if trim is None or time.monotonic() - _last_trim[0] < min_interval:
         return

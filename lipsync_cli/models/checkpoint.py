@@ -78,7 +78,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu", expect: str | None = 
     if "arch" not in obj and rgb:
         state = _bgr_to_rgb(arch, state)
     model = cls(**config)
-    _load_strict(path, model, state)
+    load_strict(model, state, path, f"looks like a {KIND_NAMES[model.kind]} ({model.arch}) but is a different variant "
+                                    "({problem}): pass a checkpoint of the standard network")
     return model.to(device).eval()
 
 
@@ -163,11 +164,6 @@ def state_mismatch(own: dict, state: dict) -> str | None:
     example = (f"{wrong[0]} is {list(state[wrong[0]].shape)}, expected {list(own[wrong[0]].shape)}" if wrong
                else f"e.g. {(missing or unexpected)[0]}")
     return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors; {example}"
-
-
-def _load_strict(path: Path, model, state: dict) -> None:
-    load_strict(model, state, path, f"looks like a {KIND_NAMES[model.kind]} ({model.arch}) but is a different variant "
-                                    "({problem}): pass a checkpoint of the standard network")
 
 
 def load_strict(module, state: dict, path, mismatch: str, assign: bool = False) -> None:

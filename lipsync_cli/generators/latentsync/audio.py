@@ -11,6 +11,8 @@ ends (repeat the first/last step) as upstream's do.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from lipsync_cli.errors import InputError
@@ -25,11 +27,18 @@ LOG_FLOOR_DB = 8.0  # log10 units below the maximum that the log-mel is floored 
 
 def _log10_mel(stft):
     """(201, T) complex STFT → (80, T) float32 torch log10 mel power."""
+    import torch
+
+    return torch.clamp(_mel_filters() @ (stft.abs() ** 2), min=1e-10).log10()
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_filters():
+    """(80, 201) float32 torch mel filter bank, built once (each segment's spectrum is made twice: peak, then use)."""
     import librosa
     import torch
 
-    filters = torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS))
-    return torch.clamp(filters @ (stft.abs() ** 2), min=1e-10).log10()
+    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS))
 
 
 def _scaled(log_spec, peak):

@@ -81,7 +81,7 @@ def test_non_finite_output_is_computed_again_in_fp32_or_is_an_error():
 
 
 def test_freed_memory_is_handed_back_at_most_once_a_second(monkeypatch):
-    """dub trims the C heap after each chunk and LSE after each batch, but a trim costs up to ~75 ms: a second call
+    """dub trims the C heap after each chunk and LSE after each batch, but a trim costs up to ~85 ms: a second call
     within TRIM_INTERVAL does nothing, min_interval=0 always trims."""
     from lipsync_cli import device
 
